@@ -1,0 +1,3 @@
+"""
+The chat example's plugins: every module here is searched for registrations.
+"""

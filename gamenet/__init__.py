@@ -1,0 +1,68 @@
+"""
+gamenet: a distributed game-server framework on Twisted that speaks the Pomelo wire protocol.
+"""
+
+from .app import Application
+from .component import (
+    Component,
+    Handler,
+    Registration,
+    Remote,
+    controller,
+    handler,
+    remote,
+    route_handler,
+    session_learner,
+)
+from .config import ClusterConfig, ConfigError, FrontendOptions, ServerConfig
+from .dispatch import Request
+from .errors import BadRequest, GamenetError, Refused, RouteNotFound, Timeout, Unavailable
+from .hooks import DROP
+from .interfaces import (
+    IComponent,
+    IFilter,
+    IHandler,
+    IRegistration,
+    IRemote,
+    IRouter,
+    ISessionLearner,
+    IStorageHandler,
+)
+from .session import Session, SessionService
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "DROP",
+    "Application",
+    "BadRequest",
+    "ClusterConfig",
+    "Component",
+    "ConfigError",
+    "FrontendOptions",
+    "GamenetError",
+    "Handler",
+    "IComponent",
+    "IFilter",
+    "IHandler",
+    "IRegistration",
+    "IRemote",
+    "IRouter",
+    "ISessionLearner",
+    "IStorageHandler",
+    "Refused",
+    "Registration",
+    "Remote",
+    "Request",
+    "RouteNotFound",
+    "ServerConfig",
+    "Session",
+    "SessionService",
+    "Timeout",
+    "Unavailable",
+    "controller",
+    "handler",
+    "remote",
+    "route_handler",
+    "session_learner",
+]

@@ -1,0 +1,420 @@
+"""
+The Application: one server of the cluster, its settings, components and services.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any, Callable, Iterable
+
+from twisted.application.service import MultiService
+from twisted.internet.defer import Deferred
+from twisted.logger import Logger
+
+from .component import HANDLER, SESSION_LEARNER, Bound
+from .config import ClusterConfig, ServerConfig
+from .connector import ClientListener, Frontend
+from .dispatch import Dispatcher
+from .hooks import HookRegistry
+from .interfaces import IRegistration, ISessionLearner
+from .protocol.routes import RouteDictionary
+from .session import SessionService
+
+log = Logger()
+
+
+async def _settle(value: Any) -> Any:
+    if isinstance(value, Deferred) or inspect.iscoroutine(value):
+        return await value
+    return value
+
+
+def _matches(value: str, pattern: str | None) -> bool:
+    return pattern is None or pattern in ("all", "*") or value in pattern.split("|")
+
+
+class Application(MultiService):
+    """
+    One gamenet server (Pomelo's C{app}, in Python names).
+
+    @ivar cluster: the whole cluster file.
+    @ivar env: the environment name (C{--env}, else C{[cluster] env}).
+    @ivar sessions: the L{SessionService} (frontends only, else C{None}).
+    @ivar frontend: the client connections' shared state (frontends only).
+    @ivar dispatcher: serves this server's routes.
+    @ivar dictionary: the cluster's route dictionary.
+    @ivar hooks: filters and hooks (see L{gamenet.hooks}).
+    @ivar components: every component made for this server.
+    """
+
+    def __init__(
+        self,
+        cluster: ClusterConfig,
+        server_id: str,
+        registrations: Iterable[IRegistration] = (),
+        env: str | None = None,
+        reactor: Any = None,
+    ) -> None:
+        super().__init__()
+        if reactor is None:
+            from twisted.internet import reactor  # type: ignore[no-redef]
+        self.reactor = reactor
+        self.cluster = cluster
+        self.server = cluster.server(server_id)
+        self.setName(server_id)
+        self.env = env or cluster.env
+        self.hooks = HookRegistry()
+        self.dispatcher = Dispatcher(server_id, self.hooks)
+        self.components: list[Bound] = []
+        self._registrations = list(registrations)
+        self._settings: dict[str, Any] = {}
+        self._listeners: dict[str, list[Callable[..., Any]]] = {}
+        self._lifecycle: dict[str, list[Callable[[Application], Any]]] = {
+            "before_startup": [], "after_startup": [], "before_shutdown": [],
+        }
+        self.routers: dict[str, Callable[..., Any]] = {}
+        self.dictionary = RouteDictionary.empty()
+        self.sessions: SessionService | None = None
+        self.frontend: Frontend | None = None
+        self._handshake_validators: list[Callable[..., Any]] = []
+        self._prepared = False
+        if self.server.frontend:
+            options = self.server.options
+            assert options is not None
+            self.sessions = SessionService(server_id, options.single_session, self.emit)
+
+    def __repr__(self) -> str:
+        return f"<Application {self.server_id} ({self.server_type})>"
+
+    # Queries
+
+    @property
+    def server_id(self) -> str:
+        """
+        This server's id.
+        """
+        return self.server.id
+
+    @property
+    def server_type(self) -> str:
+        """
+        This server's type.
+        """
+        return self.server.type
+
+    @property
+    def current_server(self) -> ServerConfig:
+        """
+        This server's configuration.
+        """
+        return self.server
+
+    @property
+    def servers(self) -> dict[str, ServerConfig]:
+        """
+        Every server of the cluster by id.
+        """
+        return {server.id: server for server in self.cluster.servers}
+
+    def servers_by_type(self, server_type: str) -> list[ServerConfig]:
+        """
+        The servers of one type.
+        """
+        return self.cluster.servers_by_type(server_type)
+
+    def server_by_id(self, server_id: str) -> ServerConfig | None:
+        """
+        A server by id, or C{None}.
+        """
+        return self.servers.get(server_id)
+
+    @property
+    def is_frontend(self) -> bool:
+        """
+        Whether clients connect to this server.
+        """
+        return self.server.frontend
+
+    @property
+    def is_backend(self) -> bool:
+        """
+        Whether this server only serves other servers.
+        """
+        return not self.server.frontend
+
+    @property
+    def session_service(self) -> SessionService | None:
+        """
+        Pomelo's name for L{sessions}.
+        """
+        return self.sessions
+
+    # Settings
+
+    def set(self, key: str, value: Any) -> Application:
+        """
+        Store a setting; returns the app, so calls chain.
+        """
+        self._settings[key] = value
+        return self
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """
+        A setting, or C{default}.
+        """
+        return self._settings.get(key, default)
+
+    def enable(self, key: str) -> Application:
+        """
+        Set a flag.
+        """
+        return self.set(key, True)
+
+    def disable(self, key: str) -> Application:
+        """
+        Clear a flag.
+        """
+        return self.set(key, False)
+
+    def enabled(self, key: str) -> bool:
+        """
+        Whether a flag is set.
+        """
+        return self._settings.get(key) is True
+
+    def disabled(self, key: str) -> bool:
+        """
+        Whether a flag is not set.
+        """
+        return not self.enabled(key)
+
+    def configure(self, env: str | None, server_type: str | None, fn: Callable[[Application], Any]) -> Application:
+        """
+        Call C{fn(app)} now when this server's environment and type match;
+        either may be C{None} or C{"all"}, or name several as C{"a|b"}.
+        """
+        if _matches(self.env, env) and _matches(self.server_type, server_type):
+            fn(self)
+        return self
+
+    # Components
+
+    def register(self, *registrations: IRegistration) -> Application:
+        """
+        Add components from Python, besides those found as plugins.
+
+        @raise RuntimeError: the server has started.
+        """
+        if self._prepared:
+            raise RuntimeError("components are registered before the server starts")
+        self._registrations.extend(registrations)
+        return self
+
+    def _handler_routes(self) -> list[str]:
+        return [
+            f"{r.server_type}.{r.name}.{method}"
+            for r in self._registrations
+            if r.kind == HANDLER
+            for method in r.method_names()
+        ]
+
+    def _make_components(self) -> None:
+        for registration in self._registrations:
+            if registration.server_type not in (self.server_type, None):
+                continue
+            bound = registration.bind(self)
+            self.components.append(bound)
+            if registration.kind == HANDLER:
+                for method, function in bound.methods.items():
+                    self.dispatcher.add(f"{self.server_type}.{registration.name}.{method}", function)
+            elif registration.kind == SESSION_LEARNER and self.sessions is not None:
+                if not ISessionLearner.providedBy(bound.instance):
+                    raise TypeError(f"{bound.instance!r} does not provide ISessionLearner")
+                self.sessions.learners.append(bound.instance)
+
+    async def _lifecycle_all(self, method: str) -> None:
+        for bound in self.components:
+            function = getattr(bound.instance, method, None)
+            if function is not None:
+                await _settle(function())
+
+    # Filters and hooks
+
+    def hook(self, event: str, pattern: str, fn: Callable[..., Any]) -> Application:
+        """
+        Register a hook for C{event} on routes matching C{pattern} (see L{gamenet.hooks}).
+        """
+        self.hooks.add(event, pattern, fn)
+        return self
+
+    def before(self, filter: Any, pattern: str = "*") -> Application:
+        """
+        A handler filter run before the handler: an L{IFilter} or a function of the request.
+        """
+        return self.hook("before_serve", pattern, getattr(filter, "before", filter))
+
+    def after(self, filter: Any, pattern: str = "*") -> Application:
+        """
+        A handler filter run after the handler.
+        """
+        return self.hook("after_serve", pattern, getattr(filter, "after", filter))
+
+    def filter(self, filter: Any, pattern: str = "*") -> Application:
+        """
+        An L{IFilter} run both before and after the handler.
+        """
+        return self.before(filter, pattern).after(filter, pattern)
+
+    def global_before(self, filter: Any, pattern: str = "*") -> Application:
+        """
+        A frontend filter run before any handler, local or forwarded.
+        """
+        return self.hook("global_before", pattern, getattr(filter, "before", filter))
+
+    def global_after(self, filter: Any, pattern: str = "*") -> Application:
+        """
+        A frontend filter run after any handler, local or forwarded.
+        """
+        return self.hook("global_after", pattern, getattr(filter, "after", filter))
+
+    def global_filter(self, filter: Any, pattern: str = "*") -> Application:
+        """
+        An L{IFilter} run as both global before and after filter.
+        """
+        return self.global_before(filter, pattern).global_after(filter, pattern)
+
+    def route_hook(self, pattern: str, fn: Callable[..., Any]) -> Application:
+        """
+        A hook that may take a request over before dispatch by calling C{request.respond}.
+        """
+        return self.hook("route", pattern, fn)
+
+    def send_hook(self, pattern: str, fn: Callable[..., Any]) -> Application:
+        """
+        A hook C{fn(session, route, msg)} that may rewrite an outgoing push or drop
+        it by returning L{gamenet.hooks.DROP}.
+        """
+        return self.hook("send", pattern, fn)
+
+    def handshake(self, validator: Callable[..., Any]) -> Application:
+        """
+        Check each client handshake: C{validator(request)} gets the
+        L{gamenet.protocol.handshake.HandshakeRequest}, raises a
+        L{gamenet.errors.GamenetError} to refuse it with that code, or returns
+        a value sent to the client as C{user} (or a Deferred of one).
+        """
+        self._handshake_validators.append(validator)
+        return self
+
+    def route(self, server_type: str, fn: Callable[..., Any]) -> Application:
+        """
+        Set the function that picks the server of C{server_type} for a call.
+        """
+        self.routers[server_type] = fn
+        return self
+
+    # Lifecycle and events
+
+    def before_startup(self, fn: Callable[[Application], Any]) -> Application:
+        """
+        Call C{fn(app)} when the server starts, before its components' C{init}.
+        """
+        self._lifecycle["before_startup"].append(fn)
+        return self
+
+    def after_startup(self, fn: Callable[[Application], Any]) -> Application:
+        """
+        Call C{fn(app)} once the server is serving.
+        """
+        self._lifecycle["after_startup"].append(fn)
+        return self
+
+    def before_shutdown(self, fn: Callable[[Application], Any]) -> Application:
+        """
+        Call C{fn(app)} when the server begins to stop, clients still connected.
+        """
+        self._lifecycle["before_shutdown"].append(fn)
+        return self
+
+    def on(self, event: str, fn: Callable[..., Any]) -> Application:
+        """
+        Listen to an application event: C{start_server}, C{stop_server},
+        C{bind_session}, C{unbind_session}, C{close_session}, or any a game emits.
+        """
+        self._listeners.setdefault(event, []).append(fn)
+        return self
+
+    def emit(self, event: str, *args: Any) -> None:
+        """
+        Call every listener of C{event}; a listener that raises is logged.
+        """
+        for fn in self._listeners.get(event, ()):
+            try:
+                fn(*args)
+            except Exception:
+                log.failure("listener of {event} failed on {server_id}", event=event, server_id=self.server_id)
+
+    async def _run_lifecycle(self, stage: str) -> None:
+        for fn in self._lifecycle[stage]:
+            await _settle(fn(self))
+
+    # Service
+
+    def _prepare(self) -> None:
+        if self._prepared:
+            return
+        self._prepared = True
+        self.dictionary = RouteDictionary.build(self._handler_routes(), self.cluster.extra_routes)
+        self._make_components()
+        if self.sessions is not None:
+            options = self.server.options
+            assert options is not None
+            self.frontend = Frontend(
+                self.server_id, options, self.dictionary, self.dispatcher, self.sessions, self.hooks, self.reactor
+            )
+            self.frontend.handshake_validators = self._handshake_validators
+            ClientListener(self.server, self.frontend, self.reactor).setServiceParent(self)
+
+    def privilegedStartService(self) -> None:
+        self._prepare()
+        super().privilegedStartService()
+
+    def startService(self) -> Deferred[None]:  # type: ignore[override]
+        """
+        Make the components, run their lifecycle, then serve.
+
+        @return: a Deferred firing when the server is serving.
+        """
+        self._prepare()
+        return Deferred.fromCoroutine(self._start())
+
+    async def _start(self) -> None:
+        await self._run_lifecycle("before_startup")
+        await self._lifecycle_all("init")
+        await self._lifecycle_all("after_init")
+        super().startService()
+        await self._run_lifecycle("after_startup")
+        self.emit("start_server", self.server_id)
+        log.info("{server_id} ({server_type}) started", server_id=self.server_id, server_type=self.server_type)
+
+    def stopService(self) -> Deferred[None]:  # type: ignore[override]
+        """
+        Stop in order: shutdown hooks, components' C{before_shutdown}, clients
+        kicked and ports closed, components' C{shutdown}.
+        """
+        return Deferred.fromCoroutine(self._stop())
+
+    async def _stop(self) -> None:
+        try:
+            await self._run_lifecycle("before_shutdown")
+            await self._lifecycle_all("before_shutdown")
+        except Exception:
+            log.failure("before_shutdown failed on {server_id}", server_id=self.server_id)
+        if self.running:
+            await super().stopService()
+        try:
+            await self._lifecycle_all("shutdown")
+        except Exception:
+            log.failure("shutdown failed on {server_id}", server_id=self.server_id)
+        self.emit("stop_server", self.server_id)
+        log.info("{server_id} stopped", server_id=self.server_id)

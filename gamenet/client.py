@@ -1,0 +1,298 @@
+"""
+A Twisted client of the Pomelo protocol, over WebSocket or TCP, with or without TLS.
+
+Used by gamenet's tests, its benchmarks and load robot, and by anyone who wants
+to script a server that speaks the Pomelo protocol::
+
+    client = await Client.connect(reactor, "127.0.0.1", 3050, transport="websocket")
+    answer = await client.request("connector.entryHandler.enter", {"username": "bob", "rid": "r1"})
+    client.on("onChat", lambda msg: print(msg))
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Callable
+
+from autobahn.twisted.websocket import WebSocketClientFactory, WebSocketClientProtocol
+from twisted.internet import endpoints, ssl
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.protocol import Factory, Protocol
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from .protocol import handshake, message, package, serializer
+from .protocol.errors import ProtocolError
+
+log = Logger()
+
+POMELO_HANDSHAKE = {"type": "gamenet-python", "version": "0.1.0", "rsa": {}, "protoVersion": 0}
+
+
+class ClientError(Exception):
+    """
+    The connection failed, was refused, or closed before an answer came.
+    """
+
+
+class ErrorResponse(Exception):
+    """
+    A response with Pitaya's error bit set; C{body} is its decoded body.
+    """
+
+    def __init__(self, body: Any) -> None:
+        self.body = body
+        super().__init__(body)
+
+
+class Client:
+    """
+    One client connection.
+
+    @ivar handshake: the server's handshake answer.
+    @ivar kick_reason: the reason of a kick package, when one came.
+    @ivar closed: a Deferred firing with the close reason when the connection ends.
+    """
+
+    def __init__(self, clock: Any, sys: dict[str, Any] | None = None, user: Any = None,
+                 heartbeat: bool = True, compress_routes: bool = True) -> None:
+        self.clock = clock
+        self._sys = dict(POMELO_HANDSHAKE if sys is None else sys)
+        self._user = user
+        self._heartbeat_enabled = heartbeat
+        self._compress_routes = compress_routes
+        self.handshake: dict[str, Any] = {}
+        self.kick_reason: str | None = None
+        self.closed: Deferred[str] = Deferred()
+        self._send: Callable[[bytes], None] = lambda data: None
+        self._lose: Callable[[], None] = lambda: None
+        self._decoder = package.PackageDecoder()
+        self._ready: Deferred[Client] = Deferred()
+        self._pending: dict[int, Deferred[Any]] = {}
+        self._next_id = 1
+        self._listeners: dict[str, list[Callable[[Any], Any]]] = {}
+        self._route_to_code: dict[str, int] = {}
+        self._code_to_route: dict[int, str] = {}
+        self._interval = 0.0
+        self._heartbeat_call: Any = None
+        self._timeout_call: Any = None
+        self._open = False
+
+    @classmethod
+    def connect(
+        cls,
+        reactor: Any,
+        host: str,
+        port: int,
+        transport: str = "websocket",
+        tls: bool = False,
+        path: str = "/",
+        timeout: float = 10.0,
+        **options: Any,
+    ) -> Deferred[Client]:
+        """
+        Connect and complete the handshake.
+
+        @param transport: C{"websocket"} or C{"tcp"}.
+        @param tls: wrap the connection in TLS (certificates are not verified:
+            a test and load tool, not a browser).
+        @param options: passed to the constructor (C{sys}, C{user}, C{heartbeat},
+            C{compress_routes}).
+        @return: a Deferred firing with the client once the handshake is acked.
+        """
+        client = cls(reactor, **options)
+        factory: Factory
+        if transport == "websocket":
+            scheme = "wss" if tls else "ws"
+            factory = WebSocketClientFactory(f"{scheme}://{host}:{port}{path}")
+            factory.protocol = _WebSocketClientLink
+            factory.setProtocolOptions(maxFramePayloadSize=0, maxMessagePayloadSize=0, autoPingInterval=0)
+        elif transport == "tcp":
+            factory = Factory.forProtocol(_TCPClientLink)
+        else:
+            raise ValueError(f"unknown transport {transport!r}")
+        factory.client = client  # type: ignore[attr-defined]
+        factory.noisy = False
+        if tls:
+            endpoint = endpoints.wrapClientTLS(
+                ssl.CertificateOptions(verify=False), endpoints.TCP4ClientEndpoint(reactor, host, port, timeout)
+            )
+        else:
+            endpoint = endpoints.TCP4ClientEndpoint(reactor, host, port, timeout)
+        d = endpoint.connect(factory)
+        d.addCallback(lambda _: client._ready)
+        return d
+
+    # The connection
+
+    def _connected(self, send: Callable[[bytes], None], lose: Callable[[], None]) -> None:
+        self._send = send
+        self._lose = lose
+        body = {"sys": self._sys}
+        if self._user is not None:
+            body["user"] = self._user
+        self._send(package.encode(package.HANDSHAKE, serializer.dumps(body)))
+
+    def _data(self, data: bytes) -> None:
+        try:
+            packages = self._decoder.feed(data)
+        except ProtocolError as e:
+            log.warn("bad data from server: {error}", error=e)
+            self.close()
+            return
+        if self._timeout_call is not None and self._timeout_call.active():
+            self._timeout_call.reset(2 * self._interval)
+        for package_type, body in packages:
+            if package_type == package.DATA:
+                self._message(body)
+            elif package_type == package.HEARTBEAT:
+                self._schedule_heartbeat()
+            elif package_type == package.HANDSHAKE:
+                self._handshake(body)
+            elif package_type == package.KICK:
+                try:
+                    self.kick_reason = json.loads(body).get("reason", "")
+                except (ValueError, AttributeError):
+                    self.kick_reason = ""
+
+    def _handshake(self, body: bytes) -> None:
+        answer = serializer.loads(body)
+        self.handshake = answer
+        if answer.get("code") != handshake.CODE_OK:
+            self._ready.errback(ClientError(f"handshake refused: {answer}"))
+            self.close()
+            return
+        sys = answer.get("sys", {})
+        if self._compress_routes and "dict" in sys:
+            self._route_to_code = sys["dict"]
+            self._code_to_route = {code: route for route, code in self._route_to_code.items()}
+        self._interval = float(sys.get("heartbeat") or 0)
+        self._send(package.HANDSHAKE_ACK_PACKAGE)
+        self._open = True
+        if self._interval and self._heartbeat_enabled:
+            self._timeout_call = self.clock.callLater(2 * self._interval, self._heartbeat_timeout)
+        self._ready.callback(self)
+
+    def _schedule_heartbeat(self) -> None:
+        if not self._interval or not self._heartbeat_enabled or not self._open:
+            return
+        if self._heartbeat_call is None or not self._heartbeat_call.active():
+            self._heartbeat_call = self.clock.callLater(self._interval, self._beat)
+
+    def _beat(self) -> None:
+        if self._open:
+            self._send(package.HEARTBEAT_PACKAGE)
+
+    def _heartbeat_timeout(self) -> None:
+        log.info("server heartbeat timeout")
+        self.close()
+
+    def _message(self, body: bytes) -> None:
+        msg = message.decode(body, self._code_to_route)
+        if msg.type == message.RESPONSE:
+            d = self._pending.pop(msg.id, None)
+            if d is None:
+                return
+            value = serializer.loads(msg.body)
+            if msg.error:
+                d.errback(ErrorResponse(value))
+            else:
+                d.callback(value)
+        elif msg.type == message.PUSH:
+            value = serializer.loads(msg.body)
+            for listener in self._listeners.get(msg.route, ()):
+                listener(value)
+            for listener in self._listeners.get("*", ()):
+                listener((msg.route, value))
+
+    def _lost(self, reason: str) -> None:
+        self._open = False
+        for call in (self._heartbeat_call, self._timeout_call):
+            if call is not None and call.active():
+                call.cancel()
+        if not self._ready.called:
+            self._ready.errback(ClientError(f"connection closed before the handshake: {reason}"))
+        pending, self._pending = self._pending, {}
+        for d in pending.values():
+            d.errback(ClientError(f"connection closed: {self.kick_reason or reason}"))
+        if not self.closed.called:
+            self.closed.callback(self.kick_reason or reason)
+
+    # Public
+
+    def _encode(self, message_type: int, id: int, route: str, msg: Any) -> bytes:
+        body = msg if isinstance(msg, bytes) else serializer.dumps(msg)
+        return package.encode(
+            package.DATA, message.encode(message_type, id, route, body, self._route_to_code.get(route))
+        )
+
+    def request(self, route: str, msg: Any = None) -> Deferred[Any]:
+        """
+        Send a request; the Deferred fires with the decoded response body.
+        """
+        if not self._open:
+            return Deferred.fromCoroutine(_raise(ClientError("not connected")))
+        id = self._next_id
+        self._next_id = id + 1 if id < 0x7FFFFFFF else 1
+        d: Deferred[Any] = Deferred()
+        self._pending[id] = d
+        self._send(self._encode(message.REQUEST, id, route, {} if msg is None else msg))
+        return d
+
+    def notify(self, route: str, msg: Any = None) -> None:
+        """
+        Send a notify; no answer comes.
+        """
+        if self._open:
+            self._send(self._encode(message.NOTIFY, 0, route, {} if msg is None else msg))
+
+    def send_raw(self, data: bytes) -> None:
+        """
+        Write bytes as they are, for tests of bad input.
+        """
+        self._send(data)
+
+    def on(self, route: str, listener: Callable[[Any], Any]) -> None:
+        """
+        Call C{listener(msg)} for each push on C{route}; C{"*"} gets C{(route, msg)} of every push.
+        """
+        self._listeners.setdefault(route, []).append(listener)
+
+    def close(self) -> Deferred[str]:
+        """
+        Close the connection; fires with the reason once closed.
+        """
+        self._open = False
+        self._lose()
+        return self.closed
+
+
+async def _raise(error: Exception) -> Any:
+    raise error
+
+
+class _TCPClientLink(Protocol):
+    def connectionMade(self) -> None:
+        self.client: Client = self.factory.client  # type: ignore[attr-defined]
+        self.client._connected(self.transport.write, self.transport.loseConnection)
+
+    def dataReceived(self, data: bytes) -> None:
+        self.client._data(data)
+
+    def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
+        self.client._lost("connection lost")
+
+
+class _WebSocketClientLink(WebSocketClientProtocol):
+    def onOpen(self) -> None:
+        self.client: Client = self.factory.client  # type: ignore[attr-defined]
+        self.client._connected(lambda data: self.sendMessage(data, isBinary=True), self.sendClose)
+
+    def onMessage(self, payload: bytes, isBinary: bool) -> None:
+        self.client._data(payload)
+
+    def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
+        client: Client | None = getattr(self, "client", None)
+        if client is None:
+            client = self.factory.client  # type: ignore[attr-defined]
+        client._lost(reason or f"websocket closed ({code})")

@@ -1,0 +1,283 @@
+"""
+Components and how a game registers them.
+
+A game module declares registrations at module level, so that plugin discovery
+finds them, or passes them to L{gamenet.app.Application.register}::
+
+    class EntryHandler(Handler):
+        def enter(self, msg, session): ...
+
+    entry = handler(EntryHandler, "connector")            # shared object, all public methods
+    room = controller(RoomController, "area")             # a new instance per request
+    echo = route_handler("connector.echo.echo", echo_fn)  # one function under one route
+
+Each server gets its own instance of a shared component: the class is called
+with the server's L{Application}.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any, Callable, Iterable
+
+import attrs
+from twisted.plugin import IPlugin
+from zope.interface import implementer
+
+from .interfaces import IHandler, IRegistration, IRemote
+
+LIFECYCLE = frozenset({"init", "after_init", "before_shutdown", "shutdown"})
+
+HANDLER = "handler"
+REMOTE = "remote"
+SESSION_LEARNER = "session_learner"
+
+
+class Component:
+    """
+    A convenient base: keeps the application and has no-op lifecycle methods.
+    """
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    def init(self) -> None:
+        """
+        Set up.
+        """
+
+    def after_init(self) -> None:
+        """
+        Every component has run C{init}.
+        """
+
+    def before_shutdown(self) -> None:
+        """
+        The server is about to stop.
+        """
+
+    def shutdown(self) -> None:
+        """
+        The server has stopped serving.
+        """
+
+
+@implementer(IHandler)
+class Handler(Component):
+    """
+    Base class for handlers.
+    """
+
+
+@implementer(IRemote)
+class Remote(Component):
+    """
+    Base class for remotes.
+    """
+
+
+def public_methods(target: Any) -> list[str]:
+    """
+    The names of a class's or object's public methods, lifecycle methods excepted.
+    """
+    names = []
+    for name in dir(target):
+        if name.startswith("_") or name in LIFECYCLE or name == "app":
+            continue
+        value = inspect.getattr_static(target, name)
+        if isinstance(value, (staticmethod, classmethod)) or inspect.isfunction(value):
+            names.append(name)
+        elif not isinstance(target, type) and callable(value) and not isinstance(value, type):
+            names.append(name)
+    return sorted(names)
+
+
+def default_name(target: Any) -> str:
+    """
+    A component's default route name: its class name with the first letter
+    lower-cased (C{EntryHandler} serves C{entryHandler}).
+    """
+    cls = target if isinstance(target, type) else type(target)
+    name = cls.__name__
+    return name[:1].lower() + name[1:]
+
+
+@attrs.frozen
+class Bound:
+    """
+    A registration made for one server.
+
+    @ivar registration: what it was made from.
+    @ivar instance: the component object whose lifecycle methods gamenet calls,
+        or C{None} for controllers and single functions.
+    @ivar methods: route method name to a callable taking C{(msg, session)} (or,
+        for remotes, the call's arguments).
+    """
+
+    registration: Registration
+    instance: Any
+    methods: dict[str, Callable[..., Any]]
+
+
+@attrs.frozen
+class _PerRequest:
+    """
+    Calls one method on a new controller instance.
+    """
+
+    factory: Callable[[Any], Any]
+    app: Any
+    method: str
+
+    def __call__(self, *args: Any) -> Any:
+        return getattr(self.factory(self.app), self.method)(*args)
+
+
+@implementer(IPlugin, IRegistration)
+@attrs.frozen
+class Registration:
+    """
+    A component to make for each server of C{server_type}.
+
+    @ivar kind: L{HANDLER}, L{REMOTE} or L{SESSION_LEARNER}.
+    @ivar target: a class (called with the app), an object (used as it is), or a function.
+    @ivar mode: C{"shared"}, C{"controller"} or C{"function"}.
+    @ivar only: the Python method names to expose, or C{None} for all public ones.
+    @ivar name_func: renames methods for routes (Pitaya's C{WithNameFunc}).
+    """
+
+    kind: str
+    server_type: str | None
+    name: str
+    target: Any
+    mode: str = "shared"
+    only: tuple[str, ...] | None = None
+    name_func: Callable[[str], str] | None = None
+
+    def _python_names(self) -> list[str]:
+        if self.mode == "function":
+            return [self.name_func_target]
+        names = public_methods(self.target)
+        if self.only is not None:
+            missing = set(self.only) - set(names)
+            if missing:
+                raise ValueError(f"{self.name}: no public method {', '.join(sorted(missing))}")
+            names = [name for name in names if name in self.only]
+        return names
+
+    @property
+    def name_func_target(self) -> str:
+        """
+        For a single function, the method name its route ends with.
+        """
+        return self.only[0] if self.only else ""
+
+    def _route_name(self, python_name: str) -> str:
+        if self.mode == "function" or self.name_func is None:
+            return python_name
+        return self.name_func(python_name)
+
+    def method_names(self) -> list[str]:
+        """
+        The method names as they appear in routes.
+        """
+        return [self._route_name(name) for name in self._python_names()]
+
+    def bind(self, app: Any) -> Bound:
+        """
+        Make the component for one server.
+        """
+        if self.mode == "function":
+            return Bound(self, None, {self.name_func_target: self.target})
+        names = self._python_names()
+        if self.mode == "controller":
+            methods = {self._route_name(n): _PerRequest(self.target, app, n) for n in names}
+            return Bound(self, None, methods)
+        instance = self.target(app) if isinstance(self.target, type) else self.target
+        return Bound(self, instance, {self._route_name(n): getattr(instance, n) for n in names})
+
+
+def _check_name_func(name_func: Callable[[str], str] | None) -> None:
+    if name_func is not None and not callable(name_func):
+        raise TypeError("name_func must be callable")
+
+
+def handler(
+    target: Any,
+    server_type: str,
+    *,
+    name: str | None = None,
+    methods: Iterable[str] | None = None,
+    name_func: Callable[[str], str] | None = None,
+) -> Registration:
+    """
+    A shared handler: one instance per server serves every request.
+
+    @param target: a class (instantiated with the app for each server) or an object.
+    @param server_type: the server type whose routes it serves.
+    @param name: the route name; by default the class name, first letter lower-cased.
+    @param methods: the Python method names to expose; by default every public method.
+    @param name_func: renames methods for routes, e.g. C{str.lower}.
+    """
+    _check_name_func(name_func)
+    return Registration(
+        HANDLER, server_type, name or default_name(target), target, "shared",
+        tuple(methods) if methods is not None else None, name_func,
+    )
+
+
+def controller(
+    target: type,
+    server_type: str,
+    *,
+    name: str | None = None,
+    methods: Iterable[str] | None = None,
+    name_func: Callable[[str], str] | None = None,
+) -> Registration:
+    """
+    A controller: a new instance of C{target} (called with the app) for every
+    request, so no state is shared between requests.
+    """
+    if not isinstance(target, type):
+        raise TypeError("a controller is registered as a class")
+    _check_name_func(name_func)
+    return Registration(
+        HANDLER, server_type, name or default_name(target), target, "controller",
+        tuple(methods) if methods is not None else None, name_func,
+    )
+
+
+def route_handler(route: str, function: Callable[..., Any]) -> Registration:
+    """
+    One function serving one route C{serverType.handlerName.methodName}.
+    """
+    parts = route.split(".")
+    if len(parts) != 3 or not all(parts):
+        raise ValueError(f"route {route!r} is not serverType.handlerName.methodName")
+    server_type, name, method = parts
+    return Registration(HANDLER, server_type, name, function, "function", (method,))
+
+
+def remote(
+    target: Any,
+    server_type: str,
+    *,
+    name: str | None = None,
+    methods: Iterable[str] | None = None,
+    name_func: Callable[[str], str] | None = None,
+) -> Registration:
+    """
+    A remote: its public methods are callable from other servers.
+    """
+    _check_name_func(name_func)
+    return Registration(
+        REMOTE, server_type, name or default_name(target), target, "shared",
+        tuple(methods) if methods is not None else None, name_func,
+    )
+
+
+def session_learner(target: Any, server_type: str | None = None) -> Registration:
+    """
+    A session learner on the frontends of C{server_type} (every frontend when C{None}).
+    """
+    return Registration(SESSION_LEARNER, server_type, default_name(target), target, "shared", ())

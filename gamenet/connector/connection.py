@@ -1,0 +1,354 @@
+"""
+One client connection, whatever carries it: the state machine behind every connector.
+
+States: C{HANDSHAKE} (waiting for the client's handshake), C{WAIT_ACK} (answer
+sent, waiting for the ack), C{WORKING}, C{CLOSED}. The transport-specific part
+is a L{Link}: raw TCP or a WebSocket, with or without TLS.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import TYPE_CHECKING, Any, Protocol
+
+from twisted.internet.defer import Deferred, succeed
+from twisted.logger import Logger
+from zope.interface import implementer
+from twisted.internet.interfaces import IPushProducer
+
+from ..errors import GamenetError
+from ..hooks import DROP
+from ..protocol import handshake, message, package, serializer
+from ..protocol.errors import ProtocolError
+
+if TYPE_CHECKING:
+    from ..session import Session
+    from .frontend import Frontend
+
+log = Logger()
+
+
+class State(enum.IntEnum):
+    """
+    Where a connection is in its life.
+    """
+
+    HANDSHAKE = 0
+    WAIT_ACK = 1
+    WORKING = 2
+    CLOSED = 3
+
+
+class Link(Protocol):
+    """
+    The transport-specific half of a connection.
+    """
+
+    transport_name: str
+    peer: tuple[str, int]
+
+    def send(self, data: bytes) -> None:
+        """
+        Write encoded packages (one WebSocket message, or bytes on a stream).
+        """
+
+    def close(self) -> None:
+        """
+        Close after what was written has gone out.
+        """
+
+    def abort(self) -> None:
+        """
+        Close at once, dropping what is unsent.
+        """
+
+
+_GRACE = 2.0  # seconds a closing connection may take to flush before it is aborted
+
+
+@implementer(IPushProducer)
+class Connection:
+    """
+    A client connection speaking the Pomelo protocol.
+
+    @ivar session: the client's session, from the handshake ack on.
+    @ivar pitaya: whether the client used Pitaya's handshake (and so gets the error bit).
+    @ivar last_tick: the frontend tick when a package last arrived.
+    """
+
+    __slots__ = (
+        "frontend", "link", "state", "session", "pitaya", "decoder", "opened_tick",
+        "last_tick", "_window", "_count", "_paused", "_queue", "_queued", "_close_reason",
+        "_closed", "_abort_call", "__weakref__",
+    )
+
+    def __init__(self, frontend: Frontend, link: Link) -> None:
+        self.frontend = frontend
+        self.link = link
+        self.state = State.HANDSHAKE
+        self.session: Session | None = None
+        self.pitaya = False
+        self.decoder = package.PackageDecoder(frontend.options.max_body_size)
+        self.opened_tick = self.last_tick = frontend.tick
+        self._window = -1
+        self._count = 0
+        self._paused = False
+        self._queue: list[bytes] = []
+        self._queued = 0
+        self._close_reason = ""
+        self._closed: list[Deferred[None]] = []
+        self._abort_call: Any = None
+        frontend.opened(self)
+
+    def __repr__(self) -> str:
+        return f"<Connection {self.link.transport_name} {self.link.peer} {self.state.name}>"
+
+    @property
+    def closing(self) -> bool:
+        """
+        Whether the connection is closing or closed.
+        """
+        return bool(self._close_reason) or self.state == State.CLOSED
+
+    # Incoming
+
+    def data_received(self, data: bytes) -> None:
+        """
+        Bytes from the client, split anywhere.
+        """
+        if self.state == State.CLOSED or self._close_reason:
+            return
+        frontend = self.frontend
+        self.last_tick = tick = frontend.tick
+        try:
+            packages = self.decoder.feed(data)
+        except ProtocolError as e:
+            self._protocol_error(str(e))
+            return
+        for package_type, body in packages:
+            if self._close_reason:
+                return
+            if self.state == State.WORKING:
+                if self._window != tick:
+                    self._window = tick
+                    self._count = 0
+                self._count += 1
+                if self._count > frontend.options.messages_per_second:
+                    frontend.metrics["rate_limited"] += 1
+                    log.warn("{peer} exceeded {limit} messages per second", peer=self.link.peer,
+                             limit=frontend.options.messages_per_second)
+                    self.kick("rate limit exceeded")
+                    return
+                if package_type == package.DATA:
+                    self._on_data(body)
+                elif package_type == package.HEARTBEAT:
+                    if frontend.options.heartbeat:
+                        self.write(package.HEARTBEAT_PACKAGE)
+                else:
+                    self._protocol_error(f"unexpected {package.type_name(package_type)} package")
+            elif self.state == State.HANDSHAKE:
+                if package_type != package.HANDSHAKE:
+                    self._protocol_error(f"expected a handshake, got {package.type_name(package_type)}")
+                    return
+                self._on_handshake(body)
+            elif package_type == package.HANDSHAKE_ACK:
+                self._on_ack()
+            elif package_type != package.HEARTBEAT:
+                self._protocol_error(f"expected a handshake ack, got {package.type_name(package_type)}")
+
+    def _on_handshake(self, body: bytes) -> None:
+        try:
+            request = handshake.parse_request(body)
+        except ProtocolError as e:
+            self._refuse(handshake.CODE_USE_ERROR, str(e))
+            return
+        validators = self.frontend.handshake_validators
+        if not validators:
+            self._accept(request, None)
+            return
+        self.state = State.WAIT_ACK
+        d = Deferred.fromCoroutine(self._validate(request, validators))
+        d.addErrback(lambda f: log.failure("handshake validation crashed", f))
+
+    async def _validate(self, request: handshake.HandshakeRequest, validators: list[Any]) -> None:
+        user = None
+        try:
+            for validator in validators:
+                result = validator(request)
+                if isinstance(result, Deferred):
+                    result = await result
+                if result is not None:
+                    user = result
+        except GamenetError as e:
+            self._refuse(e.code, e.message)
+            return
+        except Exception:
+            log.failure("handshake validator failed for {peer}", peer=self.link.peer)
+            self._refuse(handshake.CODE_USE_ERROR, "handshake failed")
+            return
+        if self.state != State.CLOSED and not self._close_reason:
+            self._accept(request, user)
+
+    def _accept(self, request: handshake.HandshakeRequest, user: Any) -> None:
+        self.pitaya = request.pitaya
+        self.state = State.WAIT_ACK
+        self.write(package.encode(package.HANDSHAKE, self.frontend.responder.accept(request, user)))
+
+    def _refuse(self, code: int, reason: str) -> None:
+        self.frontend.metrics["handshakes_refused"] += 1
+        log.info("handshake from {peer} refused ({code}): {reason}", peer=self.link.peer, code=code, reason=reason)
+        self.write(package.encode(package.HANDSHAKE, handshake.refuse(code, reason)))
+        self.close(f"handshake refused: {reason}")
+
+    def _on_ack(self) -> None:
+        self.state = State.WORKING
+        self.session = self.frontend.sessions.create(self, self.link.peer, self.link.transport_name)
+        if self.frontend.options.heartbeat:
+            self.write(package.HEARTBEAT_PACKAGE)
+
+    def _on_data(self, body: bytes) -> None:
+        try:
+            msg = message.decode(body, self.frontend.code_to_route, self.frontend.options.max_body_size)
+        except ProtocolError as e:
+            self._protocol_error(str(e))
+            return
+        if msg.type > message.NOTIFY:
+            self._protocol_error(f"clients may not send a {message.type_name(msg.type)}")
+            return
+        self.frontend.metrics["requests"] += 1
+        self.frontend.dispatcher.dispatch(self, self.session, msg)  # type: ignore[arg-type]
+
+    def _protocol_error(self, reason: str) -> None:
+        self.frontend.metrics["protocol_errors"] += 1
+        log.info("protocol error from {peer}: {reason}", peer=self.link.peer, reason=reason)
+        self.kick(reason)
+
+    # Outgoing
+
+    def write(self, data: bytes) -> bool:
+        """
+        Write encoded packages, queueing while the client is not reading.
+
+        @return: C{False} when the connection is gone or was just dropped as a
+            slow consumer.
+        """
+        if self.state == State.CLOSED:
+            return False
+        if not self._paused:
+            self.link.send(data)
+            return True
+        self._queue.append(data)
+        self._queued += len(data)
+        if self._queued > self.frontend.options.max_outbound_queue:
+            self.frontend.metrics["slow_consumers"] += 1
+            log.warn("{peer} is not reading; {size} bytes queued: disconnecting", peer=self.link.peer,
+                     size=self._queued)
+            self._queue.clear()
+            self._close_reason = "slow consumer"
+            self.link.abort()
+            return False
+        return True
+
+    def respond(self, id: int, value: Any, error: GamenetError | None = None) -> None:
+        """
+        Answer request C{id} with C{value} (bytes are sent as they are), or with C{error}.
+        """
+        if self.state != State.WORKING:
+            self.frontend.metrics["responses_dropped"] += 1
+            return
+        if error is None:
+            try:
+                body = value if isinstance(value, bytes) else serializer.dumps(value)
+            except (TypeError, ValueError):
+                log.failure("response to request {id} is not JSON-able", id=id)
+                error = GamenetError()
+        if error is not None:
+            self.frontend.metrics["error_responses"] += 1
+            body = serializer.dumps(error.body(self.pitaya))
+            self.write(package.encode(package.DATA, message.encode_response(id, body, self.pitaya)))
+            return
+        self.write(package.encode(package.DATA, message.encode_response(id, body)))
+
+    def push(self, route: str, msg: Any) -> bool:
+        """
+        Push C{msg} on C{route}, through the C{send} hooks.
+        """
+        if self.state != State.WORKING:
+            return False
+        for hook in self.frontend.hooks.for_route(route).send:
+            msg = hook(self.session, route, msg)
+            if msg is DROP:
+                return False
+        return self.write(self.frontend.push_package(route, msg))
+
+    def kick(self, reason: str) -> Deferred[None]:
+        """
+        Send a kick package with C{reason}, then close.
+
+        @return: a Deferred firing when the connection has closed.
+        """
+        if self.state == State.CLOSED:
+            return succeed(None)
+        if not self._close_reason:
+            self.write(package.encode(package.KICK, serializer.dumps({"reason": reason})))
+        return self.close(reason)
+
+    def close(self, reason: str) -> Deferred[None]:
+        """
+        Close without a kick package; C{reason} goes to the session's close callbacks.
+        """
+        if self.state == State.CLOSED:
+            return succeed(None)
+        d: Deferred[None] = Deferred()
+        self._closed.append(d)
+        if not self._close_reason:
+            self._close_reason = reason
+            if self._paused:
+                self.link.abort()
+            else:
+                self.link.close()
+                self._abort_call = self.frontend.clock.callLater(_GRACE, self.link.abort)
+        return d
+
+    def connection_lost(self, reason: str = "client closed") -> None:
+        """
+        The transport is gone.
+        """
+        if self.state == State.CLOSED:
+            return
+        self.state = State.CLOSED
+        if self._abort_call is not None and self._abort_call.active():
+            self._abort_call.cancel()
+        self._queue.clear()
+        reason = self._close_reason or reason
+        self.frontend.closed(self)
+        if self.session is not None:
+            self.frontend.sessions.closed(self.session, reason)
+        closed, self._closed = self._closed, []
+        for d in closed:
+            d.callback(None)
+
+    # IPushProducer, registered with the transport
+
+    def pauseProducing(self) -> None:
+        """
+        The transport's buffer is full: queue further writes.
+        """
+        self._paused = True
+
+    def resumeProducing(self) -> None:
+        """
+        The transport drained: send what was queued.
+        """
+        self._paused = False
+        if self._queue and self.state != State.CLOSED:
+            data = b"".join(self._queue)
+            self._queue.clear()
+            self._queued = 0
+            self.link.send(data)
+
+    def stopProducing(self) -> None:
+        """
+        The transport is going away.
+        """
+        self._queue.clear()

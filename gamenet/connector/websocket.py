@@ -1,0 +1,105 @@
+"""
+WebSocket clients through Autobahn: each binary message carries one or more
+Pomelo packages, as the Pomelo, pinus and Pitaya web clients send them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fnmatch import fnmatchcase
+
+from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
+from autobahn.websocket.types import ConnectionDeny
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from .connection import Connection
+from .frontend import Frontend
+
+log = Logger()
+
+
+class WebSocketLink(WebSocketServerProtocol):
+    """
+    A WebSocket client connection.
+    """
+
+    connection: Connection
+    factory: WebSocketFactory
+
+    def connectionMade(self) -> None:
+        super().connectionMade()
+        address = self.transport.getPeer()
+        self.peer = (getattr(address, "host", ""), getattr(address, "port", 0))
+        self.transport_name = "websocket+tls" if self.factory.tls else "websocket"
+        self.connection = Connection(self.factory.frontend, self)
+        self.transport.registerProducer(self.connection, True)
+
+    def onConnect(self, request: Any) -> None:
+        """
+        Refuse a browser whose C{Origin} matches none of C{allowed_origins}
+        with HTTP 403; clients that send no C{Origin} (native SDKs) pass.
+        """
+        patterns = self.factory.frontend.options.allowed_origins
+        origin = request.headers.get("origin")
+        if origin is None or "*" in patterns:
+            return
+        if not any(fnmatchcase(origin, pattern) for pattern in patterns):
+            self.factory.frontend.metrics["origins_refused"] += 1
+            log.info("refused WebSocket from {peer}: origin {origin} not allowed", peer=self.peer, origin=origin)
+            raise ConnectionDeny(403, "origin not allowed")
+
+    def onMessage(self, payload: bytes, isBinary: bool) -> None:
+        self.connection.data_received(payload)
+
+    def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
+        super().connectionLost(reason)
+        self.connection.connection_lost()
+
+    def send(self, data: bytes) -> None:
+        if self.state == WebSocketServerProtocol.STATE_OPEN:
+            self.sendMessage(data, isBinary=True)
+
+    def close(self) -> None:
+        if self.state == WebSocketServerProtocol.STATE_OPEN:
+            self.sendClose(1000)
+        else:
+            self.dropConnection(abort=False)
+
+    def abort(self) -> None:
+        self.transport.abortConnection()
+
+
+class WebSocketFactory(WebSocketServerFactory):
+    """
+    Makes L{WebSocketLink}s for one frontend, with its limits applied to Autobahn
+    (whose own defaults are unlimited).
+    """
+
+    protocol = WebSocketLink
+
+    def __init__(self, frontend: Frontend, tls: bool = False) -> None:
+        super().__init__()
+        self.frontend = frontend
+        self.tls = tls
+        self.noisy = False
+        options = frontend.options
+        self.setProtocolOptions(
+            maxMessagePayloadSize=options.max_ws_message_size,
+            maxFramePayloadSize=options.max_ws_message_size,
+            openHandshakeTimeout=options.handshake_timeout,
+            closeHandshakeTimeout=1,
+            autoPingInterval=0,
+            failByDrop=False,
+            tcpNoDelay=True,
+        )
+
+    def buildProtocol(self, addr: Any) -> WebSocketLink | None:
+        return self.make(addr) if self.frontend.admit() else None
+
+    def make(self, addr: Any) -> WebSocketLink:
+        """
+        A link for a socket already admitted.
+        """
+        return super().buildProtocol(addr)  # type: ignore[no-any-return]

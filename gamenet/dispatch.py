@@ -1,0 +1,254 @@
+"""
+Dispatch inside one server: route lookup, filters and hooks, the handler, the response.
+
+A route with no hooks takes a fast path: decode, call, encode, write, with no
+Deferred unless the handler returns one. Every failure becomes an error
+response with a code (see L{gamenet.errors}), is logged with the route,
+session id and server id, and leaves the connection usable.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import TYPE_CHECKING, Any, Callable, Protocol
+
+from twisted.internet.defer import Deferred
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from .errors import BadRequest, GamenetError, RouteNotFound
+from .hooks import HookRegistry, RouteHooks
+from .protocol import serializer
+from .protocol.message import REQUEST, Message
+
+if TYPE_CHECKING:
+    from .session import Session
+
+log = Logger()
+
+
+class Responder(Protocol):
+    """
+    Where a request's answer goes: a client connection, or (for a request
+    forwarded from another server) the node call that carried it.
+    """
+
+    def respond(self, id: int, value: Any, error: GamenetError | None = None) -> None:
+        """
+        Write the answer to request C{id}: C{value}, or C{error} when set.
+        """
+
+
+class Request:
+    """
+    One client request or notify on its way through the hooks and the handler.
+
+    @ivar route: the full route.
+    @ivar id: the request id; 0 for a notify.
+    @ivar body: the body as received.
+    @ivar msg: the decoded body (after the C{route} hooks).
+    @ivar session: the client's session.
+    @ivar response: the handler's answer, once there is one.
+    @ivar error: the exception that failed the request, if one did.
+    @ivar answered: whether a hook or the handler has answered.
+    """
+
+    __slots__ = ("route", "id", "body", "msg", "session", "response", "error", "answered")
+
+    def __init__(self, route: str, id: int, body: bytes, session: Session) -> None:
+        self.route = route
+        self.id = id
+        self.body = body
+        self.msg: Any = None
+        self.session = session
+        self.response: Any = None
+        self.error: BaseException | None = None
+        self.answered = False
+
+    @property
+    def is_notify(self) -> bool:
+        """
+        Whether the client expects no answer.
+        """
+        return self.id == 0
+
+    def respond(self, value: Any) -> None:
+        """
+        Answer now; the handler (and filters not yet run) are skipped.
+        """
+        self.response = value
+        self.answered = True
+
+
+class _Plan:
+    __slots__ = ("handler", "hooks", "fast")
+
+    def __init__(self, handler: Callable[..., Any] | None, hooks: RouteHooks) -> None:
+        self.handler = handler
+        self.hooks = hooks
+        self.fast = handler is not None and not hooks.request_hooks
+
+
+async def _settle(value: Any) -> Any:
+    if isinstance(value, Deferred) or inspect.iscoroutine(value):
+        return await value
+    return value
+
+
+class Dispatcher:
+    """
+    Serves the routes of one server.
+
+    @ivar handlers: route to callable taking C{(msg, session)}.
+    @ivar fallback: asked for a callable when no local handler serves a route,
+        e.g. to forward it to another server; C{None} answers 404.
+    """
+
+    def __init__(self, server_id: str, hooks: HookRegistry) -> None:
+        self.server_id = server_id
+        self.hooks = hooks
+        self.handlers: dict[str, Callable[..., Any]] = {}
+        self.fallback: Callable[[str], Callable[..., Any] | None] | None = None
+        self._plans: dict[str, _Plan] = {}
+
+    def add(self, route: str, handler: Callable[..., Any]) -> None:
+        """
+        Serve C{route} with C{handler}.
+
+        @raise ValueError: the route is served already.
+        """
+        if route in self.handlers:
+            raise ValueError(f"route {route} is registered twice")
+        self.handlers[route] = handler
+        self._plans.clear()
+
+    def _plan(self, route: str) -> _Plan:
+        plan = self._plans.get(route)
+        if plan is None:
+            handler = self.handlers.get(route)
+            if handler is None and self.fallback is not None:
+                handler = self.fallback(route)
+            plan = _Plan(handler, self.hooks.for_route(route, cache=handler is not None))
+            if handler is not None:
+                self._plans[route] = plan
+        return plan
+
+    def dispatch(self, responder: Responder, session: Session, message: Message) -> None:
+        """
+        Serve one request or notify; the answer goes to C{responder.respond}.
+        """
+        plan = self._plans.get(message.route) or self._plan(message.route)
+        if not plan.fast:
+            request = Request(message.route, message.id if message.type == REQUEST else 0, message.body, session)
+            Deferred.fromCoroutine(self._serve(responder, request, plan))
+            return
+        id = message.id if message.type == REQUEST else 0
+        try:
+            msg = serializer.loads(message.body)
+        except ValueError:
+            self._fail(responder, message.route, id, session, BadRequest("body is not JSON"))
+            return
+        try:
+            result = plan.handler(msg, session)  # type: ignore[misc]
+        except Exception as e:
+            self._fail(responder, message.route, id, session, e)
+            return
+        if isinstance(result, Deferred) or inspect.iscoroutine(result):
+            d = Deferred.fromCoroutine(_settle(result))
+            d.addCallbacks(
+                self._answer, self._failed,
+                callbackArgs=(responder, id), errbackArgs=(responder, message.route, id, session),
+            )
+        elif id:
+            responder.respond(id, result)
+
+    def _answer(self, result: Any, responder: Responder, id: int) -> None:
+        if id:
+            responder.respond(id, result)
+
+    def _failed(self, failure: Failure, responder: Responder, route: str, id: int, session: Session) -> None:
+        self._fail(responder, route, id, session, failure.value, failure)
+
+    def _fail(
+        self,
+        responder: Responder,
+        route: str,
+        id: int,
+        session: Session,
+        error: BaseException,
+        failure: Failure | None = None,
+    ) -> None:
+        if isinstance(error, GamenetError):
+            log.info(
+                "{route} answered {code} ({message}) to session {session_id} on {server_id}",
+                route=route, code=error.code, message=error.message,
+                session_id=session.id, server_id=self.server_id,
+            )
+            answer = error
+        else:
+            log.failure(
+                "{route} failed for session {session_id} on {server_id}",
+                failure or Failure(error),
+                route=route, session_id=session.id, server_id=self.server_id,
+            )
+            answer = GamenetError()
+        if id:
+            responder.respond(id, None, answer)
+
+    async def _serve(self, responder: Responder, request: Request, plan: _Plan) -> None:
+        hooks = plan.hooks
+        try:
+            try:
+                await self._run(hooks.route, request)
+                if not request.answered:
+                    try:
+                        request.msg = serializer.loads(request.body)
+                    except ValueError:
+                        raise BadRequest("body is not JSON") from None
+                    await self._run(hooks.global_before, request)
+                    await self._run(hooks.before_serve, request)
+                if not request.answered:
+                    if plan.handler is None:
+                        raise RouteNotFound(f"no handler for {request.route}")
+                    request.response = await _settle(plan.handler(request.msg, request.session))
+                    request.answered = True
+            except Exception as e:
+                request.error = e
+            for hook in (*hooks.after_serve, *hooks.global_after):
+                try:
+                    await _settle(hook(request))
+                except Exception as e:
+                    request.error = e
+            if request.is_notify:
+                if request.error is not None:
+                    self._fail(responder, request.route, 0, request.session, request.error)
+                return
+            try:
+                await self._run(hooks.before_output, request, stop_on_answer=False)
+            except Exception as e:
+                request.error = e
+            if request.error is not None:
+                self._fail(responder, request.route, request.id, request.session, request.error)
+            else:
+                responder.respond(request.id, request.response)
+            for hook in hooks.after_output:
+                await self._guarded(hook, request)
+        finally:
+            for hook in hooks.close:
+                await self._guarded(hook, request)
+
+    @staticmethod
+    async def _run(hooks: tuple[Callable[..., Any], ...], request: Request, stop_on_answer: bool = True) -> None:
+        for hook in hooks:
+            if stop_on_answer and request.answered:
+                return
+            await _settle(hook(request))
+
+    async def _guarded(self, hook: Callable[..., Any], request: Request) -> None:
+        try:
+            await _settle(hook(request))
+        except Exception:
+            log.failure(
+                "hook {hook!r} failed on {route} for session {session_id} on {server_id}",
+                hook=hook, route=request.route, session_id=request.session.id, server_id=self.server_id,
+            )

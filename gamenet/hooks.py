@@ -1,0 +1,118 @@
+"""
+Hooks and filters: one registry of callables by event and route pattern.
+
+Events, in the order a request meets them:
+
+ - C{route}: may take the request over before normal dispatch (mqant's
+   C{RouteHandler.OnRoute}) by calling C{request.respond(value)}.
+ - C{global_before}: the frontend's global filters (Pomelo's C{globalBefore}).
+ - C{before_serve}: handler filters (Pomelo's C{before}).
+ - C{after_serve}: handler filters (Pomelo's C{after}).
+ - C{global_after}: the frontend's global after-filters.
+ - C{before_output}: the response is about to be encoded; may replace it.
+ - C{after_output}: the response has been written.
+ - C{close}: the request is finished, whatever its outcome.
+
+Each of these is called with the L{gamenet.dispatch.Request}. The C{send}
+event is different: its hooks see every outgoing push as
+C{hook(session, route, msg)} and return the message to send (rewritten or not)
+or L{DROP} (mqant's C{SendMessageHook}).
+
+Hooks for a route run in registration order; a pattern is matched against the
+whole route with shell-style wildcards (C{connector.*}, C{*.entryHandler.enter}).
+"""
+
+from __future__ import annotations
+
+from fnmatch import fnmatchcase
+from typing import Any, Callable
+
+import attrs
+
+REQUEST_EVENTS = (
+    "route",
+    "global_before",
+    "before_serve",
+    "after_serve",
+    "global_after",
+    "before_output",
+    "after_output",
+    "close",
+)
+EVENTS = (*REQUEST_EVENTS, "send")
+
+DROP = object()
+"""
+Returned by a C{send} hook to drop the message.
+"""
+
+
+@attrs.frozen
+class RouteHooks:
+    """
+    The hooks of every event for one route, resolved once.
+    """
+
+    route: tuple[Callable[..., Any], ...] = ()
+    global_before: tuple[Callable[..., Any], ...] = ()
+    before_serve: tuple[Callable[..., Any], ...] = ()
+    after_serve: tuple[Callable[..., Any], ...] = ()
+    global_after: tuple[Callable[..., Any], ...] = ()
+    before_output: tuple[Callable[..., Any], ...] = ()
+    after_output: tuple[Callable[..., Any], ...] = ()
+    close: tuple[Callable[..., Any], ...] = ()
+    send: tuple[Callable[..., Any], ...] = ()
+
+    @property
+    def request_hooks(self) -> bool:
+        """
+        Whether any request event has a hook; when none has, dispatch takes its fast path.
+        """
+        return any(getattr(self, event) for event in REQUEST_EVENTS)
+
+
+NO_HOOKS = RouteHooks()
+
+
+class HookRegistry:
+    """
+    Hooks by event and route pattern, with the resolution per route cached.
+    """
+
+    def __init__(self) -> None:
+        self._hooks: list[tuple[str, str, Callable[..., Any]]] = []
+        self._cache: dict[str, RouteHooks] = {}
+
+    def add(self, event: str, pattern: str, hook: Callable[..., Any]) -> None:
+        """
+        Register C{hook} for C{event} on routes matching C{pattern}.
+
+        @raise ValueError: an unknown event.
+        """
+        if event not in EVENTS:
+            raise ValueError(f"unknown hook event {event!r}; one of {', '.join(EVENTS)}")
+        if not callable(hook):
+            raise TypeError(f"{hook!r} is not callable")
+        self._hooks.append((event, pattern, hook))
+        self._cache.clear()
+
+    def for_route(self, route: str, cache: bool = True) -> RouteHooks:
+        """
+        The hooks that apply to C{route}.
+
+        @param cache: keep the answer; pass C{False} for routes a client made
+            up, so that they cannot grow the cache.
+        """
+        hooks = self._cache.get(route)
+        if hooks is None:
+            if not self._hooks:
+                hooks = NO_HOOKS
+            else:
+                found: dict[str, list[Callable[..., Any]]] = {event: [] for event in EVENTS}
+                for event, pattern, hook in self._hooks:
+                    if pattern == "*" or fnmatchcase(route, pattern):
+                        found[event].append(hook)
+                hooks = RouteHooks(**{event: tuple(found[event]) for event in EVENTS})
+            if cache:
+                self._cache[route] = hooks
+        return hooks

@@ -1,0 +1,207 @@
+"""
+The Pomelo message layer, the body of a DATA package.
+
+C{flag (1 byte) | [id, base-128 varint] | [route] | body}. The flag holds the
+route-compressed bit (0x01), the type in bits 1-3, and Pitaya's two extensions:
+the data-compressed bit (0x10, zlib) and the error bit (0x20).
+"""
+
+from __future__ import annotations
+
+import zlib
+from typing import Mapping
+
+import attrs
+
+from .errors import ProtocolError
+
+REQUEST = 0
+NOTIFY = 1
+RESPONSE = 2
+PUSH = 3
+
+ROUTE_COMPRESSED = 0x01
+DATA_COMPRESSED = 0x10
+ERROR = 0x20
+
+MAX_ID_BYTES = 5
+MAX_ROUTE_LENGTH = 255
+
+_TYPE_NAMES = {REQUEST: "request", NOTIFY: "notify", RESPONSE: "response", PUSH: "push"}
+
+
+@attrs.define(slots=True)
+class Message:
+    """
+    One decoded message.
+
+    @ivar type: L{REQUEST}, L{NOTIFY}, L{RESPONSE} or L{PUSH}.
+    @ivar id: the request id; 0 for notify and push.
+    @ivar route: the route, already expanded from its dictionary code; empty for a response.
+    @ivar body: the body bytes, inflated if the sender set the data-compressed bit.
+    @ivar compressed_route: whether the sender used a dictionary code.
+    @ivar error: Pitaya's error bit.
+    """
+
+    type: int
+    id: int
+    route: str
+    body: bytes
+    compressed_route: bool = False
+    error: bool = False
+
+
+def encode_varint(value: int) -> bytes:
+    """
+    Encode a message id as Pomelo does: base-128, least significant group first.
+
+    @raise ValueError: the id does not fit L{MAX_ID_BYTES} groups, the most
+        L{decode} accepts.
+    """
+    if value < 0x80:
+        return bytes((value,))
+    if not 0 <= value < 1 << (7 * MAX_ID_BYTES):
+        raise ValueError(f"message id {value} does not fit {MAX_ID_BYTES} bytes")
+    out = bytearray()
+    while True:
+        group = value & 0x7F
+        value >>= 7
+        if value:
+            out.append(group | 0x80)
+        else:
+            out.append(group)
+            return bytes(out)
+
+
+def _encode_route(route: str, code: int | None) -> tuple[int, bytes]:
+    if code is not None:
+        return ROUTE_COMPRESSED, bytes((code >> 8, code & 0xFF))
+    raw = route.encode("utf-8")
+    if len(raw) > MAX_ROUTE_LENGTH:
+        raise ValueError(f"route of {len(raw)} bytes exceeds {MAX_ROUTE_LENGTH}")
+    return 0, bytes((len(raw),)) + raw
+
+
+def encode(
+    message_type: int,
+    id: int = 0,
+    route: str = "",
+    body: bytes = b"",
+    route_code: int | None = None,
+    error: bool = False,
+) -> bytes:
+    """
+    Encode a message; pass C{route_code} to send the route compressed.
+    """
+    flag = message_type << 1
+    if error:
+        flag |= ERROR
+    parts = [b""]
+    if message_type in (REQUEST, RESPONSE):
+        parts.append(encode_varint(id))
+    if message_type != RESPONSE:
+        route_flag, route_bytes = _encode_route(route, route_code)
+        flag |= route_flag
+        parts.append(route_bytes)
+    parts[0] = bytes((flag,))
+    parts.append(body)
+    return b"".join(parts)
+
+
+def encode_response(id: int, body: bytes, error: bool = False) -> bytes:
+    """
+    Encode a response; the hot path, kept short.
+    """
+    head = 0x24 if error else 0x04
+    if id < 0x80:
+        return bytes((head, id)) + body
+    return bytes((head,)) + encode_varint(id) + body
+
+
+def encode_push(route: str, body: bytes, route_code: int | None = None) -> bytes:
+    """
+    Encode a push, compressed when C{route_code} is given.
+    """
+    route_flag, route_bytes = _encode_route(route, route_code)
+    return bytes((0x06 | route_flag,)) + route_bytes + body
+
+
+def decode(data: bytes, code_to_route: Mapping[int, str], max_body: int = 1 << 20) -> Message:
+    """
+    Decode the body of a DATA package.
+
+    @param code_to_route: the route dictionary, to expand compressed routes.
+    @param max_body: the largest body a compressed body may inflate to.
+    @raise ProtocolError: a truncated field, an unknown type or route code, or
+        a compressed body that does not inflate.
+    """
+    size = len(data)
+    if size < 1:
+        raise ProtocolError("empty message")
+    flag = data[0]
+    message_type = (flag >> 1) & 0x7
+    if message_type > PUSH:
+        raise ProtocolError(f"bad message type {message_type}")
+    offset = 1
+    id = 0
+    if message_type == REQUEST or message_type == RESPONSE:
+        shift = 0
+        while True:
+            if offset >= size:
+                raise ProtocolError("truncated message id")
+            if shift >= 7 * MAX_ID_BYTES:
+                raise ProtocolError("message id too long")
+            byte = data[offset]
+            offset += 1
+            id |= (byte & 0x7F) << shift
+            if byte < 0x80:
+                break
+            shift += 7
+    route = ""
+    compressed = bool(flag & ROUTE_COMPRESSED)
+    if message_type != RESPONSE:
+        if compressed:
+            if size - offset < 2:
+                raise ProtocolError("truncated route code")
+            code = (data[offset] << 8) | data[offset + 1]
+            offset += 2
+            try:
+                route = code_to_route[code]
+            except KeyError:
+                raise ProtocolError(f"unknown route code {code}") from None
+        else:
+            if offset >= size:
+                raise ProtocolError("truncated route length")
+            length = data[offset]
+            offset += 1
+            if size - offset < length:
+                raise ProtocolError("truncated route")
+            try:
+                route = data[offset : offset + length].decode("utf-8")
+            except UnicodeDecodeError:
+                raise ProtocolError("route is not UTF-8") from None
+            offset += length
+    body = data[offset:]
+    if flag & DATA_COMPRESSED:
+        try:
+            body = _inflate(body, max_body)
+        except zlib.error:
+            raise ProtocolError("compressed body does not inflate") from None
+    return Message(message_type, id, route, body, compressed, bool(flag & ERROR))
+
+
+def _inflate(body: bytes, limit: int) -> bytes:
+    inflater = zlib.decompressobj()
+    out = inflater.decompress(body, limit)
+    if inflater.unconsumed_tail:
+        raise zlib.error("inflated body too large")
+    if not inflater.eof:
+        raise zlib.error("truncated compressed body")
+    return out
+
+
+def type_name(message_type: int) -> str:
+    """
+    @return: a readable name for a message type.
+    """
+    return _TYPE_NAMES.get(message_type, f"unknown({message_type})")
