@@ -11,7 +11,8 @@ from twisted.application.service import MultiService
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
-from .component import HANDLER, SESSION_LEARNER, Bound
+from .cluster import BackendSessionService, ClusterNode
+from .component import HANDLER, REMOTE, SESSION_LEARNER, Bound
 from .config import ClusterConfig, ServerConfig
 from .connector import ClientListener, Frontend
 from .dispatch import Dispatcher
@@ -45,6 +46,7 @@ class Application(MultiService):
     @ivar dictionary: the cluster's route dictionary.
     @ivar hooks: filters and hooks (see L{gamenet.hooks}).
     @ivar components: every component made for this server.
+    @ivar node: this server's L{ClusterNode}: node port, links, forwarding.
     """
 
     def __init__(
@@ -54,7 +56,16 @@ class Application(MultiService):
         registrations: Iterable[IRegistration] = (),
         env: str | None = None,
         reactor: Any = None,
+        node_connect: Callable[[ServerConfig], Callable[[Any], Deferred[Any]]] | None = None,
+        use_master: bool = False,
     ) -> None:
+        """
+        @param registrations: the components, usually found as plugins.
+        @param env: overrides the cluster file's environment.
+        @param node_connect: how node links connect, given the peer's
+            configuration (tests link servers in memory); TCP by default.
+        @param use_master: log in to the cluster's master for membership.
+        """
         super().__init__()
         if reactor is None:
             from twisted.internet import reactor  # type: ignore[no-redef]
@@ -82,6 +93,10 @@ class Application(MultiService):
             options = self.server.options
             assert options is not None
             self.sessions = SessionService(server_id, options.single_session, self.emit)
+        self.node = ClusterNode(self, node_connect, use_master)
+        self.node.setServiceParent(self)
+        if self.server.frontend:
+            self.dispatcher.fallback = self.node.forwarder
 
     def __repr__(self) -> str:
         return f"<Application {self.server_id} ({self.server_type})>"
@@ -148,6 +163,35 @@ class Application(MultiService):
         Pomelo's name for L{sessions}.
         """
         return self.sessions
+
+    @property
+    def rpc(self) -> Any:
+        """
+        Remote calls: C{app.rpc.<serverType>.<remoteName>.<method>(route_param, *args)}
+        (see L{gamenet.cluster.rpc}).
+        """
+        return self.node.rpc
+
+    @property
+    def backend_sessions(self) -> BackendSessionService:
+        """
+        Acts on sessions held by frontends (see L{gamenet.cluster.backend}).
+        """
+        return self.node.backend_sessions
+
+    backend_session_service = backend_sessions
+
+    def rpc_before(self, fn: Callable[..., Any], pattern: str = "*") -> Application:
+        """
+        An RPC filter run before each outgoing C{app.rpc} call (see L{gamenet.hooks}).
+        """
+        return self.hook("rpc_before", pattern, fn)
+
+    def rpc_after(self, fn: Callable[..., Any], pattern: str = "*") -> Application:
+        """
+        An RPC filter run after each outgoing C{app.rpc} call.
+        """
+        return self.hook("rpc_after", pattern, fn)
 
     # Settings
 
@@ -227,6 +271,9 @@ class Application(MultiService):
             if registration.kind == HANDLER:
                 for method, function in bound.methods.items():
                     self.dispatcher.add(f"{self.server_type}.{registration.name}.{method}", function)
+            elif registration.kind == REMOTE:
+                for method, function in bound.methods.items():
+                    self.node.remotes[f"{self.server_type}.{registration.name}.{method}"] = function
             elif registration.kind == SESSION_LEARNER and self.sessions is not None:
                 if not ISessionLearner.providedBy(bound.instance):
                     raise TypeError(f"{bound.instance!r} does not provide ISessionLearner")
@@ -339,7 +386,9 @@ class Application(MultiService):
     def on(self, event: str, fn: Callable[..., Any]) -> Application:
         """
         Listen to an application event: C{start_server}, C{stop_server},
-        C{bind_session}, C{unbind_session}, C{close_session}, or any a game emits.
+        C{bind_session}, C{unbind_session}, C{close_session}, C{add_servers}
+        (with a list of server configurations), C{remove_servers} (with a
+        list of ids), or any a game emits.
         """
         self._listeners.setdefault(event, []).append(fn)
         return self

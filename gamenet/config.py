@@ -59,6 +59,7 @@ class ServerConfig:
     @ivar node_port: where it listens for node links from other servers.
     @ivar client_port: where a frontend listens for clients; 0 for backends.
     @ivar options: the frontend's options; C{None} for a backend.
+    @ivar auto_restart: whether the master restarts it when it dies.
     """
 
     id: str
@@ -68,6 +69,7 @@ class ServerConfig:
     frontend: bool = False
     client_port: int = 0
     options: FrontendOptions | None = None
+    auto_restart: bool = True
 
     @property
     def client_host(self) -> str:
@@ -91,6 +93,12 @@ class ClusterConfig:
     @ivar extra_routes: routes added to the route dictionary after the handler
         routes, usually push routes such as C{onChat}.
     @ivar servers: every server, in file order.
+    @ivar master_host: where the master listens for servers.
+    @ivar master_port: the master's port; 0 when the cluster runs without
+        membership from a master.
+    @ivar rpc_timeout: seconds a call between servers may take.
+    @ivar node_tls_cert: a PEM certificate every node presents and trusts on
+        node links; with C{node_tls_key}, node links use TLS.
     """
 
     path: str
@@ -101,6 +109,11 @@ class ClusterConfig:
     plugin_path: tuple[str, ...]
     extra_routes: tuple[str, ...]
     servers: tuple[ServerConfig, ...]
+    master_host: str = "127.0.0.1"
+    master_port: int = 0
+    rpc_timeout: float = 10.0
+    node_tls_cert: str = ""
+    node_tls_key: str = ""
 
     def server(self, server_id: str) -> ServerConfig:
         """
@@ -212,6 +225,11 @@ _CLUSTER_KEYS: dict[str, Callable[[str], Any]] = {
     "plugins": _words,
     "plugin_path": _words,
     "extra_routes": _words,
+    "master_host": _text,
+    "master_port": _port,
+    "rpc_timeout": _positive_seconds,
+    "node_tls_cert": str,
+    "node_tls_key": str,
 }
 _SERVER_KEYS: dict[str, Callable[[str], Any]] = {
     "type": _text,
@@ -219,6 +237,7 @@ _SERVER_KEYS: dict[str, Callable[[str], Any]] = {
     "node_port": _port,
     "frontend": _bool,
     "client_port": _port,
+    "auto_restart": _bool,
     **_FRONTEND_KEYS,
 }
 _REQUIRED_CLUSTER = ("name",)
@@ -315,7 +334,7 @@ def _validate(path: str, parser: configparser.ConfigParser, environ: Mapping[str
             merged = {**frontend_defaults, **own_options}
             for key in ("tls_cert", "tls_key"):
                 if merged.get(key):
-                    merged[key] = os.path.join(os.path.dirname(os.path.abspath(path)), merged[key])
+                    merged[key] = _relative(path, merged[key])
             options = FrontendOptions(**merged)
             if bool(options.tls_cert) != bool(options.tls_key):
                 reader.problem(section, "tls_key" if options.tls_cert else "tls_cert", "tls_cert and tls_key go together")
@@ -329,11 +348,17 @@ def _validate(path: str, parser: configparser.ConfigParser, environ: Mapping[str
             servers.append(
                 ServerConfig(
                     server_id, values["type"], host, values["node_port"], frontend,
-                    values.get("client_port", 0) if frontend else 0, options,
+                    values.get("client_port", 0) if frontend else 0, options, values.get("auto_restart", True),
                 )
             )
     if not any(s.startswith("server:") for s in parser.sections()):
         reader.problem("cluster", None, "no [server:<id>] section")
+    if bool(cluster.get("node_tls_cert")) != bool(cluster.get("node_tls_key")):
+        reader.problem("cluster", "node_tls_key" if cluster.get("node_tls_cert") else "node_tls_cert",
+                       "node_tls_cert and node_tls_key go together")
+    master = (cluster.get("master_host", "127.0.0.1"), cluster.get("master_port", 0))
+    if master[1] and master in ports:
+        reader.problem("cluster", "master_port", f"port {master[1]} is also {ports[master]}")
     if reader.problems:
         raise ConfigError(reader.problems)
     return ClusterConfig(
@@ -342,8 +367,16 @@ def _validate(path: str, parser: configparser.ConfigParser, environ: Mapping[str
         secret,
         cluster.get("env", "development"),
         cluster.get("plugins", ()),
-        tuple(os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(path)), p))
-              for p in cluster.get("plugin_path", ())),
+        tuple(_relative(path, p) for p in cluster.get("plugin_path", ())),
         cluster.get("extra_routes", ()),
         tuple(servers),
+        master_host=master[0],
+        master_port=master[1],
+        rpc_timeout=cluster.get("rpc_timeout", 10.0),
+        node_tls_cert=_relative(path, cluster["node_tls_cert"]) if cluster.get("node_tls_cert") else "",
+        node_tls_key=_relative(path, cluster["node_tls_key"]) if cluster.get("node_tls_key") else "",
     )
+
+
+def _relative(config_path: str, path: str) -> str:
+    return os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(config_path)), path))

@@ -19,7 +19,7 @@ from twisted.python.failure import Failure
 from .errors import BadRequest, GamenetError, RouteNotFound
 from .hooks import HookRegistry, RouteHooks
 from .protocol import serializer
-from .protocol.message import REQUEST, Message
+from .protocol.message import NOTIFY, REQUEST, Message
 
 if TYPE_CHECKING:
     from .session import Session
@@ -81,12 +81,13 @@ class Request:
 
 
 class _Plan:
-    __slots__ = ("handler", "hooks", "fast")
+    __slots__ = ("handler", "hooks", "fast", "raw")
 
     def __init__(self, handler: Callable[..., Any] | None, hooks: RouteHooks) -> None:
         self.handler = handler
         self.hooks = hooks
         self.fast = handler is not None and not hooks.request_hooks
+        self.raw = bool(getattr(handler, "raw", False))
 
 
 async def _settle(value: Any) -> Any:
@@ -101,7 +102,9 @@ class Dispatcher:
 
     @ivar handlers: route to callable taking C{(msg, session)}.
     @ivar fallback: asked for a callable when no local handler serves a route,
-        e.g. to forward it to another server; C{None} answers 404.
+        e.g. to forward it to another server; C{None} answers 404. A callable
+        with a true C{raw} attribute is called with the undecoded
+        L{Message} instead of the body, and may answer with bytes.
     """
 
     def __init__(self, server_id: str, hooks: HookRegistry) -> None:
@@ -110,6 +113,7 @@ class Dispatcher:
         self.handlers: dict[str, Callable[..., Any]] = {}
         self.fallback: Callable[[str], Callable[..., Any] | None] | None = None
         self._plans: dict[str, _Plan] = {}
+        hooks.changed.append(self._plans.clear)
 
     def add(self, route: str, handler: Callable[..., Any]) -> None:
         """
@@ -143,11 +147,14 @@ class Dispatcher:
             Deferred.fromCoroutine(self._serve(responder, request, plan))
             return
         id = message.id if message.type == REQUEST else 0
-        try:
-            msg = serializer.loads(message.body)
-        except ValueError:
-            self._fail(responder, message.route, id, session, BadRequest("body is not JSON"))
-            return
+        if plan.raw:
+            msg: Any = message
+        else:
+            try:
+                msg = serializer.loads(message.body)
+            except ValueError:
+                self._fail(responder, message.route, id, session, BadRequest("body is not JSON"))
+                return
         try:
             result = plan.handler(msg, session)  # type: ignore[misc]
         except Exception as e:
@@ -210,7 +217,11 @@ class Dispatcher:
                 if not request.answered:
                     if plan.handler is None:
                         raise RouteNotFound(f"no handler for {request.route}")
-                    request.response = await _settle(plan.handler(request.msg, request.session))
+                    argument = (
+                        Message(REQUEST if request.id else NOTIFY, request.id, request.route, request.body)
+                        if plan.raw else request.msg
+                    )
+                    request.response = await _settle(plan.handler(argument, request.session))
                     request.answered = True
             except Exception as e:
                 request.error = e

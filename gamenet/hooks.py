@@ -18,6 +18,12 @@ event is different: its hooks see every outgoing push as
 C{hook(session, route, msg)} and return the message to send (rewritten or not)
 or L{DROP} (mqant's C{SendMessageHook}).
 
+The C{rpc_before} and C{rpc_after} events are Pomelo's RPC filters: their
+hooks see each outgoing C{app.rpc} call as a L{gamenet.cluster.rpc.RpcCall},
+matched against the remote's route C{serverType.remoteName.method}; a before
+hook may change C{call.args} or raise to fail the call, an after hook sees
+C{call.result} or C{call.error}.
+
 Hooks for a route run in registration order; a pattern is matched against the
 whole route with shell-style wildcards (C{connector.*}, C{*.entryHandler.enter}).
 """
@@ -39,7 +45,8 @@ REQUEST_EVENTS = (
     "after_output",
     "close",
 )
-EVENTS = (*REQUEST_EVENTS, "send")
+RPC_EVENTS = ("rpc_before", "rpc_after")
+EVENTS = (*REQUEST_EVENTS, "send", *RPC_EVENTS)
 
 DROP = object()
 """
@@ -62,6 +69,8 @@ class RouteHooks:
     after_output: tuple[Callable[..., Any], ...] = ()
     close: tuple[Callable[..., Any], ...] = ()
     send: tuple[Callable[..., Any], ...] = ()
+    rpc_before: tuple[Callable[..., Any], ...] = ()
+    rpc_after: tuple[Callable[..., Any], ...] = ()
 
     @property
     def request_hooks(self) -> bool:
@@ -77,11 +86,15 @@ NO_HOOKS = RouteHooks()
 class HookRegistry:
     """
     Hooks by event and route pattern, with the resolution per route cached.
+
+    @ivar changed: called with no argument whenever a hook is added, so that
+        caches built on this registry can be dropped.
     """
 
     def __init__(self) -> None:
         self._hooks: list[tuple[str, str, Callable[..., Any]]] = []
         self._cache: dict[str, RouteHooks] = {}
+        self.changed: list[Callable[[], None]] = []
 
     def add(self, event: str, pattern: str, hook: Callable[..., Any]) -> None:
         """
@@ -95,6 +108,8 @@ class HookRegistry:
             raise TypeError(f"{hook!r} is not callable")
         self._hooks.append((event, pattern, hook))
         self._cache.clear()
+        for callback in self.changed:
+            callback()
 
     def for_route(self, route: str, cache: bool = True) -> RouteHooks:
         """

@@ -139,7 +139,7 @@ class IRouter(Interface):
         @param server_type: the type called.
         @param route_param: the session, uid or other value the caller routes by.
         @param servers: the servers of that type that are up, in id order.
-        @return: one of C{servers} (or a Deferred firing with one).
+        @return: one of C{servers}, or its id.
         """
 
 

@@ -11,6 +11,7 @@ from twisted.application.service import IService, MultiService
 from twisted.python import usage
 
 from .app import Application
+from .cluster import MasterService
 from .config import ClusterConfig, ConfigError, load
 from .connector import ListenError
 from .plugins import PluginError, add_paths, discover
@@ -21,11 +22,17 @@ class Options(usage.Options):
     C{twistd gamenet [--config FILE] [--server ID] [--env ENV]}.
     """
 
-    synopsis = "[--config FILE] [--server ID] [--env ENV]"
+    synopsis = "[--config FILE] [--server ID | --all] [--env ENV]"
     longdesc = (
-        "Runs gamenet servers described by a cluster file. With --server, runs "
-        "that one server; without it, runs every server of the file in this process."
+        "Runs the gamenet servers described by a cluster file. Without --server, "
+        "runs the master, which starts each server of the file whose host is this "
+        "machine as a child process and restarts it if it dies. With --server, "
+        "runs that one server. With --all, runs every server of the file in this "
+        "one process (for development)."
     )
+    optFlags = [
+        ["all", "a", "Run every server of the file in this process, without a master."],
+    ]
     optParameters = [
         ["config", "c", "etc/cluster.ini", "The cluster file."],
         ["server", "s", None, "Run only the server with this id."],
@@ -40,6 +47,8 @@ class Options(usage.Options):
         except ConfigError as e:
             raise SystemExit(f"gamenet: invalid cluster file:\n{e}") from None
         server = self["server"]
+        if server is not None and self["all"]:
+            raise SystemExit("gamenet: --server and --all do not go together")
         if server is not None:
             try:
                 self.cluster.server(server)
@@ -61,28 +70,34 @@ class ClusterService(MultiService):
             raise SystemExit(f"gamenet: {e}") from None
 
 
-def build(cluster: ClusterConfig, server_ids: list[str], env: str | None = None, reactor: Any = None) -> ClusterService:
+def build(
+    cluster: ClusterConfig, server_ids: list[str], env: str | None = None, reactor: Any = None,
+    use_master: bool = False,
+) -> ClusterService:
     """
     The service running C{server_ids} of C{cluster}, with the plugins it names.
 
+    @param use_master: log in to the cluster's master for membership.
     @raise PluginError: a plugin package does not import.
     """
     add_paths(cluster.plugin_path)
     registrations = discover(cluster.plugins)
     top = ClusterService()
     for server_id in server_ids:
-        Application(cluster, server_id, registrations, env, reactor).setServiceParent(top)
+        Application(cluster, server_id, registrations, env, reactor, use_master=use_master).setServiceParent(top)
     return top
 
 
 def makeService(options: Options) -> IService:
     """
-    Make the service C{twistd gamenet} runs.
+    Make the service C{twistd gamenet} runs: one server, all of them, or the master.
     """
     cluster = options.cluster
+    if not options["server"] and not options["all"]:
+        return MasterService(cluster, options["env"])
     server_ids = [options["server"]] if options["server"] else [s.id for s in cluster.servers]
     try:
-        return build(cluster, server_ids, options["env"])
+        return build(cluster, server_ids, options["env"], use_master=bool(options["server"]))
     except PluginError as e:
         print(f"gamenet: {e}", file=sys.stderr)
         raise SystemExit(1) from None

@@ -37,6 +37,11 @@ class ClientLink(Protocol):
         Send a kick with C{reason} and close; fires when closed.
         """
 
+    def close(self, reason: str) -> Deferred[None]:
+        """
+        Close without a kick package; fires when closed.
+        """
+
 
 class Session:
     """
@@ -158,6 +163,12 @@ class Session:
         Send a kick with C{reason} and close the connection.
         """
         return self._link.kick(reason)
+
+    def close(self, reason: str = "closed by server") -> Deferred[None]:
+        """
+        Close the connection without a kick package.
+        """
+        return self._link.close(reason)
 
     def on_close(self, callback: Callable[[Session, str], Any]) -> None:
         """

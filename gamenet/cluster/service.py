@@ -1,0 +1,328 @@
+"""
+A server's place in the cluster: its node port, its links to every other
+server, forwarding, C{app.rpc}, sys calls and membership.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+from typing import TYPE_CHECKING, Any, Callable
+
+from twisted.application.service import Service
+from twisted.internet import endpoints, ssl
+from twisted.internet.defer import Deferred, fail, maybeDeferred, succeed
+from twisted.internet.error import CannotListenError
+from twisted.internet.task import LoopingCall
+from twisted.logger import Logger
+
+from ..config import ServerConfig
+from ..connector import ListenError
+from ..errors import GamenetError, RouteNotFound
+from ..protocol import serializer
+from ..protocol.message import NOTIFY, REQUEST, Message
+from . import routing, wire
+from .backend import BackendSession, BackendSessionService
+from .master import MASTER_ID, PARENT_ENVIRONMENT
+from .node import NodeLink, NodeServer
+from .rpc import RpcCall, rpc_proxy
+from .sysremote import SysRemote
+
+if TYPE_CHECKING:
+    from ..app import Application
+
+log = Logger()
+
+
+async def _settle(value: Any) -> Any:
+    if isinstance(value, Deferred) or inspect.iscoroutine(value):
+        return await value
+    return value
+
+
+class _ForwardResponder:
+    """
+    Turns the backend dispatcher's answer into the result of a node call.
+    """
+
+    __slots__ = ("d",)
+
+    def __init__(self) -> None:
+        self.d: Deferred[bytes] = Deferred()
+
+    def respond(self, id: int, value: Any, error: GamenetError | None = None) -> None:
+        if error is not None:
+            self.d.errback(error)
+        else:
+            self.d.callback(value if isinstance(value, bytes) else serializer.dumps(value))
+
+
+class _NoResponse:
+    @staticmethod
+    def respond(id: int, value: Any, error: GamenetError | None = None) -> None:
+        pass
+
+
+class Forwarder:
+    """
+    The dispatcher's handler for a route of another server type: picks a
+    server with that type's route function and forwards the message as received.
+    """
+
+    raw = True
+
+    def __init__(self, node: ClusterNode, server_type: str) -> None:
+        self.node = node
+        self.server_type = server_type
+
+    def __call__(self, message: Message, session: Any) -> Deferred[bytes] | None:
+        server = self.node.pick(self.server_type, session)
+        link = self.node.links[server.id]
+        payload = wire.encode_forward(message.route, session.export(), message.body)
+        if message.type == NOTIFY:
+            link.send(wire.NOTIFY, payload)
+            return None
+        return link.call(wire.FORWARD, payload, message.route)
+
+
+def _tls_options(cert_path: str, key_path: str) -> ssl.CertificateOptions:
+    with open(cert_path, "rb") as f:
+        cert_pem = f.read()
+    with open(key_path, "rb") as f:
+        key_pem = f.read()
+    certificate = ssl.PrivateCertificate.loadPEM(cert_pem + b"\n" + key_pem)
+    return ssl.CertificateOptions(
+        privateKey=certificate.privateKey.original,
+        certificate=certificate.original,
+        verify=True,
+        caCerts=[certificate.original],
+        requireCertificate=True,
+    )
+
+
+class ClusterNode(Service):
+    """
+    Links one server to the rest of its cluster.
+
+    @ivar links: the link to every other server, by id.
+    @ivar remotes: remote route to callable, for calls from other servers.
+    @ivar backend_sessions: the L{BackendSessionService}.
+    @ivar rpc: the C{app.rpc} proxy.
+    @ivar use_master: whether to log in to the master for membership.
+    """
+
+    def __init__(
+        self,
+        app: Application,
+        connect: Callable[[ServerConfig], Callable[[Any], Deferred[Any]]] | None = None,
+        use_master: bool = False,
+    ) -> None:
+        self.app = app
+        self.reactor = app.reactor
+        cluster = app.cluster
+        self.use_master = use_master and bool(cluster.master_port)
+        self.tls = _tls_options(cluster.node_tls_cert, cluster.node_tls_key) if cluster.node_tls_cert else None
+        self.node_server = NodeServer(app.server_id, cluster.secret, self._known, self, self.reactor)
+        self.links: dict[str, NodeLink] = {}
+        self.remotes: dict[str, Callable[..., Any]] = {}
+        self.backend_sessions = BackendSessionService(self)
+        self.rpc = rpc_proxy(self)
+        self.sys = SysRemote(app.sessions) if app.sessions is not None else None
+        self.master_link: NodeLink | None = None
+        self.membership: set[str] = set()
+        self._available: set[str] = {app.server_id}
+        self._connect = connect or self._tcp_connect
+        self._port: Any = None
+        self._orphan_check: LoopingCall | None = None
+
+    def _known(self, server_id: str) -> bool:
+        return server_id in self.app.servers
+
+    # Listening and linking
+
+    def _tcp_connect(self, server: ServerConfig) -> Callable[[Any], Deferred[Any]]:
+        endpoint: Any = endpoints.TCP4ClientEndpoint(self.reactor, server.host, server.node_port, timeout=5)
+        if self.tls is not None:
+            endpoint = endpoints.wrapClientTLS(self.tls, endpoint)
+        return endpoint.connect
+
+    def listen(self) -> None:
+        """
+        Open the node port.
+
+        @raise ListenError: it cannot be opened.
+        """
+        server = self.app.server
+        try:
+            if self.tls is not None:
+                self._port = self.reactor.listenSSL(server.node_port, self.node_server.factory, self.tls,
+                                                    interface=server.host)
+            else:
+                self._port = self.reactor.listenTCP(server.node_port, self.node_server.factory,
+                                                    interface=server.host)
+        except CannotListenError as e:
+            raise ListenError(f"{server.id}: cannot listen for node links on {server.host}:{server.node_port}: "
+                              f"{e.socketError}") from None
+
+    def privilegedStartService(self) -> None:
+        super().privilegedStartService()
+        if self._port is None:
+            self.listen()
+
+    def startService(self) -> None:
+        if self._port is None:
+            self.listen()
+        super().startService()
+        timeout = self.app.cluster.rpc_timeout
+        for server in self.app.cluster.servers:
+            if server.id == self.app.server_id:
+                continue
+            link = NodeLink(self.app.server_id, server.id, self.app.cluster.secret, self._connect(server),
+                            self.reactor, timeout)
+            link.listeners.append(self._link_changed)
+            self.links[server.id] = link
+            link.start()
+        if self.use_master:
+            cluster = self.app.cluster
+            master = ServerConfig(MASTER_ID, MASTER_ID, cluster.master_host, cluster.master_port)
+            self.master_link = NodeLink(self.app.server_id, MASTER_ID, cluster.secret, self._connect(master),
+                                        self.reactor, timeout)
+            self.master_link.membership_listeners.append(self._membership_changed)
+            self.master_link.start()
+        parent = os.environ.get(PARENT_ENVIRONMENT)
+        if parent:
+            self._orphan_check = LoopingCall(self._check_parent, int(parent))
+            self._orphan_check.clock = self.reactor
+            self._orphan_check.start(1.0, now=False)
+
+    def stopService(self) -> Deferred[None]:  # type: ignore[override]
+        super().stopService()
+        if self._orphan_check is not None and self._orphan_check.running:
+            self._orphan_check.stop()
+        for link in [*self.links.values(), *([self.master_link] if self.master_link else [])]:
+            link.stop()
+        self.links.clear()
+        port, self._port = self._port, None
+        return maybeDeferred(port.stopListening) if port is not None else succeed(None)
+
+    def _check_parent(self, parent: int) -> None:
+        if os.getppid() != parent:
+            log.warn("{server_id}: the master is gone; stopping", server_id=self.app.server_id)
+            self.reactor.stop()
+
+    def _link_changed(self, peer_id: str, up: bool) -> None:
+        if up:
+            self._available.add(peer_id)
+        else:
+            self._available.discard(peer_id)
+        if self.master_link is None:
+            self._membership_changed(sorted(self._available - {self.app.server_id}))
+
+    def _membership_changed(self, ids: list[str]) -> None:
+        new = set(ids) - {self.app.server_id}
+        added, removed = new - self.membership, self.membership - new
+        self.membership = new
+        if added:
+            self.app.emit("add_servers", [self.app.servers[i] for i in sorted(added) if i in self.app.servers])
+        if removed:
+            self.app.emit("remove_servers", sorted(removed))
+
+    # Routing
+
+    def available(self, server_type: str) -> list[ServerConfig]:
+        """
+        The servers of a type that can take calls now (their link is up, or it is this server).
+        """
+        return [server for server in self.app.servers_by_type(server_type) if server.id in self._available]
+
+    def pick(self, server_type: str, route_param: Any) -> ServerConfig:
+        """
+        The server of C{server_type} that serves C{route_param}.
+
+        @raise Unavailable: none is available.
+        """
+        return routing.pick(self.app.routers.get(server_type), server_type, route_param,
+                            self.available(server_type))
+
+    def forwarder(self, route: str) -> Forwarder | None:
+        """
+        The dispatcher's fallback: a L{Forwarder} for routes of other server
+        types of the cluster; C{None} for unknown types and C{sys}.
+        """
+        server_type = route.split(".", 1)[0]
+        if server_type in ("sys", self.app.server_type) or not self.app.servers_by_type(server_type):
+            return None
+        return Forwarder(self, server_type)
+
+    # Outgoing calls
+
+    def call_remote(self, server_id: str, route: str, args: list[Any]) -> Deferred[Any]:
+        """
+        Call a remote on one server, through the C{rpc_before}/C{rpc_after} hooks.
+        """
+        return Deferred.fromCoroutine(self._rpc(RpcCall(server_id, route, args)))
+
+    async def _rpc(self, call: RpcCall) -> Any:
+        hooks = self.app.hooks.for_route(call.route)
+        try:
+            for hook in hooks.rpc_before:
+                await _settle(hook(call))
+            payload = wire.encode_call(call.route, call.args)
+            if call.server_id == self.app.server_id:
+                name, args = wire.decode_call(payload)
+                call.result = serializer.loads(await self._run_remote(name, args))
+            else:
+                link = self.links.get(call.server_id)
+                if link is None:
+                    raise GamenetError(f"no server {call.server_id}", 404)
+                call.result = serializer.loads(await link.call(wire.RPC, payload, call.route))
+        except Exception as e:
+            call.error = e
+        for hook in hooks.rpc_after:
+            await _settle(hook(call))
+        if call.error is not None:
+            raise call.error
+        return call.result
+
+    def sys_call(self, frontend_id: str, name: str, args: list[Any]) -> Deferred[Any]:
+        """
+        A session operation on a frontend's sys remote.
+        """
+        if frontend_id == self.app.server_id:
+            if self.sys is None:
+                return fail(GamenetError(f"{frontend_id} is not a frontend", 400))
+            return maybeDeferred(self.sys.call, name, args)
+        link = self.links.get(frontend_id)
+        if link is None:
+            return fail(GamenetError(f"no server {frontend_id}", 404))
+        return link.call(wire.SYS, wire.encode_call(name, args), f"sys.{name}").addCallback(serializer.loads)
+
+    # Incoming calls (the node server's inbox)
+
+    def receive(self, peer_id: str, kind: int, payload: bytes) -> Deferred[bytes] | None:
+        """
+        Run one call from C{peer_id}.
+        """
+        if kind == wire.FORWARD or kind == wire.NOTIFY:
+            route, data, body = wire.decode_forward(payload)
+            session = BackendSession(data, self.backend_sessions)
+            if kind == wire.NOTIFY:
+                self.app.dispatcher.dispatch(_NoResponse, session, Message(NOTIFY, 0, route, body))
+                return None
+            responder = _ForwardResponder()
+            self.app.dispatcher.dispatch(responder, session, Message(REQUEST, 1, route, body))
+            return responder.d
+        name, args = wire.decode_call(payload)
+        if kind == wire.RPC:
+            return Deferred.fromCoroutine(self._run_remote(name, args))
+        if kind == wire.SYS:
+            if self.sys is None:
+                return fail(GamenetError(f"{self.app.server_id} is not a frontend", 400))
+            return maybeDeferred(self.sys.call, name, args).addCallback(serializer.dumps)
+        return fail(GamenetError(f"unknown call kind {kind}", 400))
+
+    async def _run_remote(self, route: str, args: list[Any]) -> bytes:
+        function = self.remotes.get(route)
+        if function is None:
+            raise RouteNotFound(f"no remote {route} on {self.app.server_id}")
+        return serializer.dumps(await _settle(function(*args)))

@@ -1,0 +1,135 @@
+"""
+The frontend's C{sys} remote: what backends may do to the sessions it holds.
+
+Only node links reach it; a client route C{sys.*} is never dispatched.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from twisted.internet.defer import Deferred, succeed
+
+from ..errors import GamenetError
+from ..session import Session, SessionService
+
+
+class SysRemote:
+    """
+    Session operations by name, called as C{call(name, args)}.
+    """
+
+    def __init__(self, sessions: SessionService) -> None:
+        self.sessions = sessions
+        self._calls: dict[str, Callable[..., Any]] = {
+            "bind": self.bind,
+            "unbind": self.unbind,
+            "push": self.push,
+            "push_all": self.push_all,
+            "set": self.set,
+            "delete": self.delete,
+            "get": self.get,
+            "get_by_uid": self.get_by_uid,
+            "send": self.send,
+            "kick_sid": self.kick_sid,
+            "kick_uid": self.kick_uid,
+            "connected": self.connected,
+            "close": self.close,
+            "broadcast": self.broadcast,
+            "push_uids": self.push_uids,
+        }
+
+    def call(self, name: str, args: list[Any]) -> Any:
+        """
+        Run one sys call.
+
+        @raise GamenetError: an unknown call or wrong arguments (code 400), or
+            a session that is gone (code 404).
+        """
+        function = self._calls.get(name)
+        if function is None:
+            raise GamenetError(f"no sys call {name}", 400)
+        try:
+            return function(*args)
+        except TypeError as e:
+            raise GamenetError(f"sys call {name}: {e}", 400) from None
+
+    def _session(self, session_id: int) -> Session:
+        session = self.sessions.get(session_id)
+        if session is None:
+            raise GamenetError(f"session {session_id} is gone", 404)
+        return session
+
+    def bind(self, session_id: int, uid: str) -> Deferred[None]:
+        return self._session(session_id).bind(uid)
+
+    def unbind(self, session_id: int) -> Deferred[None]:
+        return self._session(session_id).unbind()
+
+    def push(self, session_id: int, values: dict[str, Any], deleted: list[str]) -> Deferred[None]:
+        session = self._session(session_id)
+        for key in deleted:
+            session.delete(key)
+        for key, value in values.items():
+            if key not in deleted:
+                session.set(key, value)
+        return session.push(*values)
+
+    def push_all(self, session_id: int, settings: dict[str, Any]) -> Deferred[None]:
+        session = self._session(session_id)
+        session.settings.clear()
+        session.settings.update(settings)
+        return session.push_all()
+
+    def set(self, session_id: int, key: str, value: Any) -> Deferred[None]:
+        session = self._session(session_id)
+        session.set(key, value)
+        return session.push(key)
+
+    def delete(self, session_id: int, key: str) -> Deferred[None]:
+        session = self._session(session_id)
+        session.delete(key)
+        return session.push(key)
+
+    def get(self, session_id: int) -> dict[str, Any] | None:
+        session = self.sessions.get(session_id)
+        return session.export() if session is not None else None
+
+    def get_by_uid(self, uid: str) -> list[dict[str, Any]]:
+        return [session.export() for session in self.sessions.get_by_uid(uid)]
+
+    def send(self, session_id: int, route: str, msg: Any) -> bool:
+        return self.sessions.send_message(session_id, route, msg)
+
+    def kick_sid(self, session_id: int, reason: str) -> Deferred[Any]:
+        return self.sessions.kick_by_session_id(session_id, reason).addCallback(lambda _: None)
+
+    def kick_uid(self, uid: str, reason: str) -> Deferred[Any]:
+        return self.sessions.kick(uid, reason).addCallback(lambda _: None)
+
+    def connected(self, session_id: int) -> bool:
+        session = self.sessions.get(session_id)
+        return session is not None and not session.closed
+
+    def close(self, session_id: int, reason: str) -> Deferred[None]:
+        session = self.sessions.get(session_id)
+        return session.close(reason) if session is not None else succeed(None)
+
+    def broadcast(self, route: str, msg: Any, only_bound: bool) -> int:
+        return self.sessions.broadcast(route, msg, only_bound)
+
+    def push_uids(self, route: str, msg: Any, uids: list[str]) -> list[str]:
+        """
+        Push to the sessions of C{uids} on this frontend, encoded once.
+
+        @return: the uids that have no session here.
+        """
+        sessions, missing = [], []
+        for uid in uids:
+            found = self.sessions.get_by_uid(uid)
+            if found:
+                sessions.extend(found)
+            else:
+                missing.append(uid)
+        self.sessions.push_to(sessions, route, msg)
+        return missing
