@@ -3,11 +3,13 @@ gamenet: a distributed game-server framework on Twisted that speaks the Pomelo w
 """
 
 from .app import Application
+from .channel import Channel, ChannelService
 from .component import (
     Component,
     Handler,
     Registration,
     Remote,
+    configure,
     controller,
     handler,
     remote,
@@ -36,6 +38,8 @@ __all__ = [
     "DROP",
     "Application",
     "BadRequest",
+    "Channel",
+    "ChannelService",
     "ClusterConfig",
     "Component",
     "ConfigError",
@@ -60,6 +64,7 @@ __all__ = [
     "SessionService",
     "Timeout",
     "Unavailable",
+    "configure",
     "controller",
     "handler",
     "remote",

@@ -11,10 +11,12 @@ from twisted.application.service import MultiService
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
+from .channel import ChannelService
 from .cluster import BackendSessionService, ClusterNode
-from .component import HANDLER, REMOTE, SESSION_LEARNER, Bound
+from .component import CONFIGURE, HANDLER, REMOTE, SESSION_LEARNER, Bound
 from .config import ClusterConfig, ServerConfig
 from .connector import ClientListener, Frontend
+from .connector.web import WebListener
 from .dispatch import Dispatcher
 from .hooks import HookRegistry
 from .interfaces import IRegistration, ISessionLearner
@@ -47,6 +49,7 @@ class Application(MultiService):
     @ivar hooks: filters and hooks (see L{gamenet.hooks}).
     @ivar components: every component made for this server.
     @ivar node: this server's L{ClusterNode}: node port, links, forwarding.
+    @ivar channels: this server's L{ChannelService}.
     """
 
     def __init__(
@@ -93,6 +96,7 @@ class Application(MultiService):
             options = self.server.options
             assert options is not None
             self.sessions = SessionService(server_id, options.single_session, self.emit)
+        self.channels = ChannelService(self)
         self.node = ClusterNode(self, node_connect, use_master)
         self.node.setServiceParent(self)
         if self.server.frontend:
@@ -181,6 +185,13 @@ class Application(MultiService):
 
     backend_session_service = backend_sessions
 
+    @property
+    def channel_service(self) -> ChannelService:
+        """
+        Pomelo's name for L{channels}.
+        """
+        return self.channels
+
     def rpc_before(self, fn: Callable[..., Any], pattern: str = "*") -> Application:
         """
         An RPC filter run before each outgoing C{app.rpc} call (see L{gamenet.hooks}).
@@ -237,7 +248,7 @@ class Application(MultiService):
         Call C{fn(app)} now when this server's environment and type match;
         either may be C{None} or C{"all"}, or name several as C{"a|b"}.
         """
-        if _matches(self.env, env) and _matches(self.server_type, server_type):
+        if _matches(self.env, env) and _matches(self.server_type, server_type or None):
             fn(self)
         return self
 
@@ -264,7 +275,10 @@ class Application(MultiService):
 
     def _make_components(self) -> None:
         for registration in self._registrations:
-            if registration.server_type not in (self.server_type, None):
+            if registration.kind == CONFIGURE:
+                self.configure(registration.env, registration.server_type, registration.target)
+        for registration in self._registrations:
+            if registration.kind == CONFIGURE or registration.server_type not in (self.server_type, None):
                 continue
             bound = registration.bind(self)
             self.components.append(bound)
@@ -423,6 +437,9 @@ class Application(MultiService):
             )
             self.frontend.handshake_validators = self._handshake_validators
             ClientListener(self.server, self.frontend, self.reactor).setServiceParent(self)
+            if options.web_port:
+                WebListener(self.server_id, options.web_root, self.server.host, options.web_port,
+                            self.reactor).setServiceParent(self)
 
     def privilegedStartService(self) -> None:
         self._prepare()

@@ -31,6 +31,7 @@ LIFECYCLE = frozenset({"init", "after_init", "before_shutdown", "shutdown"})
 HANDLER = "handler"
 REMOTE = "remote"
 SESSION_LEARNER = "session_learner"
+CONFIGURE = "configure"
 
 
 class Component:
@@ -139,7 +140,7 @@ class Registration:
     """
     A component to make for each server of C{server_type}.
 
-    @ivar kind: L{HANDLER}, L{REMOTE} or L{SESSION_LEARNER}.
+    @ivar kind: L{HANDLER}, L{REMOTE}, L{SESSION_LEARNER} or L{CONFIGURE}.
     @ivar target: a class (called with the app), an object (used as it is), or a function.
     @ivar mode: C{"shared"}, C{"controller"} or C{"function"}.
     @ivar only: the Python method names to expose, or C{None} for all public ones.
@@ -153,6 +154,7 @@ class Registration:
     mode: str = "shared"
     only: tuple[str, ...] | None = None
     name_func: Callable[[str], str] | None = None
+    env: str | None = None
 
     def _python_names(self) -> list[str]:
         if self.mode == "function":
@@ -281,3 +283,14 @@ def session_learner(target: Any, server_type: str | None = None) -> Registration
     A session learner on the frontends of C{server_type} (every frontend when C{None}).
     """
     return Registration(SESSION_LEARNER, server_type, default_name(target), target, "shared", ())
+
+
+def configure(function: Callable[[Any], Any], server_type: str | None = None, env: str | None = None) -> Registration:
+    """
+    A function run with the app before the server starts, as Pomelo's
+    C{app.configure(env, serverType, fn)} in C{app.js}: the place for route
+    functions, filters and hooks. C{server_type} and C{env} may be C{None}
+    (any) or name several as C{"a|b"}.
+    """
+    return Registration(CONFIGURE, server_type, getattr(function, "__name__", "configure"), function,
+                        "function", ("",), None, env)

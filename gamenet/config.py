@@ -49,6 +49,8 @@ class FrontendOptions:
     single_session: bool = False
     tls_cert: str = ""
     tls_key: str = ""
+    web_port: int = 0
+    web_root: str = ""
 
 
 @attrs.frozen
@@ -217,6 +219,8 @@ _FRONTEND_KEYS: dict[str, Callable[[str], Any]] = {
     "single_session": _bool,
     "tls_cert": str,
     "tls_key": str,
+    "web_port": _port,
+    "web_root": str,
 }
 _CLUSTER_KEYS: dict[str, Callable[[str], Any]] = {
     "name": _text,
@@ -332,14 +336,16 @@ def _validate(path: str, parser: configparser.ConfigParser, environ: Mapping[str
         options = None
         if frontend:
             merged = {**frontend_defaults, **own_options}
-            for key in ("tls_cert", "tls_key"):
+            for key in ("tls_cert", "tls_key", "web_root"):
                 if merged.get(key):
                     merged[key] = _relative(path, merged[key])
             options = FrontendOptions(**merged)
             if bool(options.tls_cert) != bool(options.tls_key):
                 reader.problem(section, "tls_key" if options.tls_cert else "tls_cert", "tls_cert and tls_key go together")
+            if bool(options.web_port) != bool(options.web_root):
+                reader.problem(section, "web_root" if options.web_port else "web_port", "web_port and web_root go together")
         host = values.get("host", "")
-        for key in ("node_port", "client_port"):
+        for key in ("node_port", "client_port", "web_port"):
             if key in values:
                 other = ports.setdefault((host, values[key]), f"[{section}] {key}")
                 if other != f"[{section}] {key}":

@@ -151,7 +151,7 @@ class IRegistration(Interface):
     L{gamenet.component.remote} or L{gamenet.component.session_learner}.
     """
 
-    kind = Attribute("C{'handler'}, C{'remote'} or C{'session_learner'}.")
+    kind = Attribute("C{'handler'}, C{'remote'}, C{'session_learner'} or C{'configure'}.")
     server_type = Attribute("The server type it serves, or C{None} for every frontend (learners only).")
     name = Attribute("The component name used in routes.")
 

@@ -1,12 +1,17 @@
 """
-The connector's handlers: entering the chat, and an echo route for benchmarks.
+The connector: entering a chat room, as in Pomelo's chat demo, and an echo
+route used by the benchmarks.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from twisted.logger import Logger
+
 from gamenet import Handler, handler, route_handler
+
+log = Logger()
 
 
 class EntryHandler(Handler):
@@ -16,8 +21,9 @@ class EntryHandler(Handler):
 
     async def enter(self, msg: Any, session: Any) -> dict[str, Any]:
         """
-        Bind the session to C{username*rid}; a second login of the same uid is
-        refused with C{{"code": 500, "error": true}}.
+        Join room C{rid} as C{username}: the uid is C{username*rid}; the same
+        name twice in one room answers C{{"code": 500, "error": true}}.
+        Answers C{{"users": [names in the room]}}.
         """
         username, rid = msg.get("username"), msg.get("rid")
         if not username or not rid:
@@ -28,7 +34,16 @@ class EntryHandler(Handler):
         await session.bind(uid)
         session.set("rid", rid)
         await session.push("rid")
-        return {"code": 200, "uid": uid}
+        session.on_close(self._left)
+        users = await self.app.rpc.chat.chatRemote.add(session, uid, self.app.server_id, rid, True)
+        return {"users": users}
+
+    def _left(self, session: Any, reason: str) -> None:
+        if session.uid is None:
+            return
+        d = self.app.rpc.chat.chatRemote.kick(session, session.uid, self.app.server_id, session.get("rid"))
+        d.addErrback(lambda f: log.warn("{uid} left, but the chat server was not told: {error}",
+                                        uid=session.uid, error=f.getErrorMessage()))
 
 
 def echo(msg: Any, session: Any) -> Any:

@@ -4,10 +4,11 @@ The gate: tells a client which connector to use, as Pomelo's chat demo does.
 
 from __future__ import annotations
 
-import zlib
 from typing import Any
 
 from gamenet import Handler, handler
+
+from ..dispatcher import dispatch
 
 
 class GateHandler(Handler):
@@ -17,14 +18,14 @@ class GateHandler(Handler):
 
     def queryEntry(self, msg: Any, session: Any) -> dict[str, Any]:
         """
-        Pick a connector by the crc32 of the uid: C{{"code": 200, "host", "port"}},
+        Pick a connector by the uid as the demo does: C{{"code": 200, "host", "port"}},
         or C{{"code": 500}} without a uid or a connector.
         """
         uid = msg.get("uid") if isinstance(msg, dict) else None
         connectors = self.app.servers_by_type("connector")
         if not uid or not connectors:
             return {"code": 500}
-        chosen = connectors[zlib.crc32(str(uid).encode("utf-8")) % len(connectors)]
+        chosen = dispatch(str(uid), connectors)
         return {"code": 200, "host": chosen.client_host, "port": chosen.client_port}
 
 
