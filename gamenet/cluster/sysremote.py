@@ -131,5 +131,5 @@ class SysRemote:
                 sessions.extend(found)
             else:
                 missing.append(uid)
-        self.sessions.push_to(sessions, route, msg)
-        return missing
+        failed = {session.uid for session in self.sessions.push_to(sessions, route, msg)}
+        return missing + [uid for uid in uids if uid in failed]

@@ -133,19 +133,20 @@ class SessionService:
         @return: how many sessions it was written to.
         """
         sessions = [s for s in self._sessions.values() if not only_bound or s.uid is not None]
-        return self.push_to(sessions, route, msg)
+        return len(sessions) - len(self.push_to(sessions, route, msg))
 
-    def push_to(self, sessions: list[Session], route: str, msg: Any) -> int:
+    def push_to(self, sessions: list[Session], route: str, msg: Any) -> list[Session]:
         """
         Push one message to several sessions, encoded once when no send hook
         needs to see each session.
 
-        @return: how many sessions it was written to.
+        @return: the sessions it could not be written to (closed, or dropped
+            as slow consumers by this write).
         """
         data = self.encode_push(route, msg) if self.encode_push is not None else None
         if data is None:
-            return sum(session.send(route, msg) for session in sessions)
-        return sum(session._link.write(data) for session in sessions)
+            return [session for session in sessions if not session.send(route, msg)]
+        return [session for session in sessions if not session._link.write(data)]
 
     def _bind(self, session: Session, uid: str) -> Deferred[None]:
         if self.single_session:

@@ -30,10 +30,10 @@ class ChatHandler(Handler):
         member by name; pushes C{onChat} C{{"msg", "from", "target"}}.
         """
         rid = session.get("rid")
-        username = session.uid.split("*")[0]
-        channel = self.app.channels.get_channel(rid)
+        channel = self.app.channels.get_channel(rid) if session.uid is not None else None
         if channel is None:
             raise GamenetError("not in a room", 500)
+        username = session.uid.split("*")[0]
         param = {"msg": msg.get("content"), "from": username, "target": msg.get("target")}
         if msg.get("target") == "*":
             channel.push_message("onChat", param)
