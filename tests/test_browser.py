@@ -1,0 +1,254 @@
+"""
+The chat example's web page (C{examples/chat/web}) in a real browser: the whole
+chat cluster (a gate serving the page, two connectors, two chat servers) runs
+in this process on loopback sockets, and C{tests/browser/chat.js} drives
+Debian's Chromium through C{playwright-core} against it: two users join a
+room, talk to everyone and privately, a duplicate name is refused, and a
+leave is shown.
+
+The Node dependency is installed into C{tests/browser/node_modules} with
+C{npm ci} the first time the test runs; playwright-core downloads no browser.
+Chromium comes from Debian (C{apt-get install chromium}, as C{scripts/test} does).
+
+On failure the message lists the screenshots the driver saved of every open
+page (under the test's temporary directory). Set C{GAMENET_BROWSER_SHOTS=1}
+to keep screenshots of a passing run too (after the private message and after
+the refused duplicate), for looking at the page.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import time
+from typing import Any
+
+try:
+    import fcntl
+except ImportError:  # not POSIX: no lock, parallel workers may race
+    fcntl = None  # type: ignore[assignment]
+
+from twisted.internet import reactor
+from twisted.internet.defer import Deferred
+from twisted.internet.protocol import ProcessProtocol
+from twisted.internet.task import deferLater
+from twisted.trial.unittest import TestCase
+
+from gamenet.plugins import discover
+from gamenet.testing import backend, cluster_config, frontend, start_server
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+BROWSER = os.path.join(HERE, "browser")
+SCRIPT = os.path.join(BROWSER, "chat.js")
+WEB_ROOT = os.path.join(os.path.dirname(HERE), "examples", "chat", "web")
+CHROMIUM = "/usr/bin/chromium"
+NPM_TIMEOUT = 180
+DRIVER_TIMEOUT = 90
+LINK_TIMEOUT = 15
+
+CHECKS = [
+    "browser", "page", "codec", "validation", "login ann", "members", "join notice",
+    "broadcast", "private", "heartbeat", "duplicate", "leave", "page errors",
+]
+
+
+def _node_tools() -> tuple[str, str]:
+    """
+    The C{node} and C{npm} executables.
+
+    @raise RuntimeError: one is not on C{PATH}.
+    """
+    node, npm = shutil.which("node"), shutil.which("npm")
+    if node is None or npm is None:
+        missing = " and ".join(name for name, path in (("node", node), ("npm", npm)) if path is None)
+        raise RuntimeError(
+            f"{missing} not found on PATH: the browser test needs Node.js (20 or later) and npm "
+            "to run tests/browser/chat.js; install them as the project's test set-up (scripts/test) does"
+        )
+    return node, npm
+
+
+def _installed() -> bool:
+    """
+    Whether C{tests/browser/node_modules} holds every dependency of the driver.
+    """
+    with open(os.path.join(BROWSER, "package.json"), encoding="utf-8") as f:
+        dependencies = json.load(f)["dependencies"]
+    return all(
+        os.path.exists(os.path.join(BROWSER, "node_modules", name, "package.json")) for name in dependencies
+    )
+
+
+def _install_node_modules(npm: str) -> None:
+    """
+    Install the driver's dependencies with C{npm ci} (C{npm install} without a
+    lock file) unless they are there; the lock held on C{package.json} keeps
+    parallel trial workers from installing at once.
+
+    @raise RuntimeError: npm failed or took longer than L{NPM_TIMEOUT} seconds.
+    """
+    with open(os.path.join(BROWSER, "package.json"), "rb") as lock:
+        if fcntl is not None:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        if _installed():
+            return
+        has_lock = os.path.exists(os.path.join(BROWSER, "package-lock.json"))
+        command = [npm, "ci" if has_lock else "install", "--no-audit", "--no-fund"]
+        env = dict(os.environ, PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD="1")
+        try:
+            result = subprocess.run(
+                command, cwd=BROWSER, env=env, capture_output=True, text=True, timeout=NPM_TIMEOUT, check=False,
+            )
+        except subprocess.TimeoutExpired:
+            raise RuntimeError(f"{' '.join(command)} in {BROWSER} took longer than {NPM_TIMEOUT} s") from None
+        if result.returncode != 0 or not _installed():
+            raise RuntimeError(
+                f"{' '.join(command)} in {BROWSER} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}"
+            )
+
+
+def _free_ports(count: int) -> list[int]:
+    """
+    C{count} distinct loopback ports that were free a moment ago: each bound
+    to port 0 and closed, all held open together so none repeats.
+    """
+    sockets = []
+    try:
+        for _ in range(count):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.bind(("127.0.0.1", 0))
+            sockets.append(s)
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+
+
+class _Driver(ProcessProtocol):
+    """
+    Collects a child's output; kills it after C{timeout} seconds.
+
+    @ivar done: fires with C{(stdout, stderr, exit code or None when killed)}.
+    """
+
+    def __init__(self, timeout: float) -> None:
+        self.out: list[bytes] = []
+        self.err: list[bytes] = []
+        self.done: Deferred[tuple[str, str, int | None]] = Deferred()
+        self.killed = False
+        self._timer = reactor.callLater(timeout, self._kill)
+
+    def _kill(self) -> None:
+        self.killed = True
+        self.transport.signalProcess("KILL")
+
+    def outReceived(self, data: bytes) -> None:
+        self.out.append(data)
+
+    def errReceived(self, data: bytes) -> None:
+        self.err.append(data)
+
+    def processEnded(self, reason: Any) -> None:
+        if self._timer.active():
+            self._timer.cancel()
+        code = None if self.killed else reason.value.exitCode
+        self.done.callback((b"".join(self.out).decode("utf-8", "replace"),
+                            b"".join(self.err).decode("utf-8", "replace"), code))
+
+
+class ChatPageTests(TestCase):
+    """
+    The chat page against the chat example's cluster, on free loopback ports.
+    """
+
+    timeout = 180
+
+    async def setUp(self) -> None:
+        try:
+            self.node, npm = _node_tools()
+            if not os.access(CHROMIUM, os.X_OK):
+                raise RuntimeError(
+                    f"{CHROMIUM} not found: the browser test drives Debian's Chromium; "
+                    "install it with `apt-get install chromium` (scripts/test does)"
+                )
+            _install_node_modules(npm)
+        except RuntimeError as e:
+            self.fail(str(e))
+        gate, c1, c2, web, *nodes = _free_ports(9)
+        self.gate_port, self.web_port = gate, web
+        cluster = cluster_config(
+            frontend("gate-1", "gate", client_port=gate, node_port=nodes[0], use_dict=False,
+                     web_port=web, web_root=WEB_ROOT),
+            frontend("connector-1", "connector", client_port=c1, node_port=nodes[1], heartbeat=1),
+            frontend("connector-2", "connector", client_port=c2, node_port=nodes[2], heartbeat=1),
+            backend("chat-1", "chat", node_port=nodes[3]),
+            backend("chat-2", "chat", node_port=nodes[4]),
+            extra_routes=["onChat", "onAdd", "onLeave"],
+        )
+        registrations = discover(["examples.chat.plugins"])
+        self.apps = []
+        for server in cluster.servers:
+            app = await start_server(cluster, server.id, registrations)
+            self.addCleanup(app.stopService)
+            self.apps.append(app)
+        await self._links_up()
+
+    async def _links_up(self) -> None:
+        """
+        Wait, at most L{LINK_TIMEOUT} seconds, until every node link is up.
+        """
+        deadline = time.monotonic() + LINK_TIMEOUT
+        while not all(link.up for app in self.apps for link in app.node.links.values()):
+            if time.monotonic() > deadline:
+                down = [repr(link) for app in self.apps for link in app.node.links.values() if not link.up]
+                self.fail(f"node links still down after {LINK_TIMEOUT} s: {down}")
+            await deferLater(reactor, 0.05, lambda: None)
+
+    async def drive(self, *flags: str) -> tuple[list[dict[str, Any]], str]:
+        """
+        Run the driver against the page.
+
+        @return: its checks, one dict per JSON line, and the screenshot directory.
+        """
+        shots = os.path.abspath(self.mktemp())
+        url = f"http://127.0.0.1:{self.web_port}/?gate=127.0.0.1:{self.gate_port}"
+        driver = _Driver(DRIVER_TIMEOUT)
+        reactor.spawnProcess(driver, self.node, [self.node, SCRIPT, url, shots, *flags], env=dict(os.environ),
+                             path=BROWSER)
+        out, err, code = await driver.done
+        checks = []
+        for line in out.splitlines():
+            try:
+                checks.append(json.loads(line))
+            except ValueError:
+                pass
+        if code != 0:
+            failed = [c for c in checks if not c.get("ok")]
+            shot_paths = [p for c in checks if c.get("check") == "screenshots" for p in c.get("paths", [])]
+            self.fail(
+                f"the browser driver {'was killed after %d s' % DRIVER_TIMEOUT if code is None else f'exited {code}'}"
+                f"\nfailed: {json.dumps(failed, indent=1)}\nscreenshots: {shot_paths or 'none'} (in {shots})"
+                f"\nstdout:\n{out}\nstderr:\n{err}"
+            )
+        return checks, shots
+
+    async def test_chat(self) -> None:
+        """
+        Every check of the driver passes, in order: the page loads, the client
+        module encodes the protocol's byte examples, bad names are refused on
+        the page, ann and bob see each other in the member list and a join
+        notice, a message to everyone reaches both, bob's private message
+        reaches ann marked private (and is echoed to bob), both pages keep
+        their connections with heartbeats (1 s here), a second ann is
+        refused with a visible error, and bob's leave reaches ann's page.
+        """
+        checks, _ = await self.drive(*(["--screenshots"] if os.environ.get("GAMENET_BROWSER_SHOTS") else []))
+        ran = [c["check"] for c in checks if c["check"] != "screenshots"]
+        self.assertEqual(ran, CHECKS)
+        self.assertTrue(all(c["ok"] for c in checks), checks)
+        by_name = {c["check"]: c for c in checks}
+        self.assertEqual(by_name["members"]["ann"], ["*", "ann", "bob"])
+        self.assertEqual(by_name["leave"]["users"], ["*", "ann"])
