@@ -122,32 +122,35 @@ class MemoryCluster:
         self._registrations = list(registrations)
         self._configure = configure
         self._pumps: list[iosim.IOPump] = []
+        self._owners: dict[iosim.IOPump, set[str]] = {}
+        self.frozen: set[str] = set()
         self.apps: dict[str, Application] = {}
         for server in cluster.servers:
             self.apps[server.id] = self._make(server.id)
 
     def _make(self, server_id: str) -> Application:
         app = Application(self.cluster, server_id, self._registrations, reactor=self.reactor,
-                          node_connect=self._node_connect)
+                          node_connect=lambda server: self._node_connect(server_id, server))
         if self._configure is not None:
             self._configure(app)
         return app
 
-    def _node_connect(self, server: ServerConfig) -> Any:
+    def _node_connect(self, local_id: str, server: ServerConfig) -> Any:
         def connect(factory: Factory) -> Deferred[Protocol]:
             target = self.apps.get(server.id)
             if target is None or not target.running:
                 return fail(ConnectionRefusedError(f"{server.id} is not running"))
-            return succeed(self._pipe(factory, target.node.node_server.factory))
+            return succeed(self._pipe(factory, target.node.node_server.factory, {local_id, server.id}))
 
         return connect
 
-    def _pipe(self, client_factory: Factory, server_factory: Factory) -> Protocol:
+    def _pipe(self, client_factory: Factory, server_factory: Factory, owners: set[str]) -> Protocol:
         client = client_factory.buildProtocol(None)
         server = server_factory.buildProtocol(None)
         pump = iosim.connect(server, iosim.makeFakeServer(server), client, iosim.makeFakeClient(client),
                              greet=False, clock=self.reactor)
         self._pumps.append(pump)
+        self._owners[pump] = owners
         return client
 
     def flush(self) -> None:
@@ -158,9 +161,12 @@ class MemoryCluster:
             self.reactor.advance(0)
             moved = False
             for pump in list(self._pumps):
+                if self._owners[pump] & self.frozen:
+                    continue
                 moved = pump.pump(advanceClock=False) or moved
                 if pump.serverIO.disconnected and pump.clientIO.disconnected:
                     self._pumps.remove(pump)
+                    del self._owners[pump]
             if not moved and not any(c.getTime() <= self.reactor.seconds() for c in self.reactor.getDelayedCalls()):
                 return
         raise RuntimeError("the cluster did not settle")
@@ -217,6 +223,20 @@ class MemoryCluster:
                 self.advance(3)
                 d.addErrback(lambda f: None)
 
+    def freeze(self, server_id: str) -> None:
+        """
+        Hang a server: its connections stay open but no byte moves to or from
+        it, as with a process stopped by SIGSTOP.
+        """
+        self.frozen.add(server_id)
+
+    def thaw(self, server_id: str) -> None:
+        """
+        Let a frozen server's bytes move again.
+        """
+        self.frozen.discard(server_id)
+        self.flush()
+
     def kill(self, server_id: str) -> None:
         """
         Drop a server as if its process died: every link to it breaks at once.
@@ -251,6 +271,7 @@ class MemoryCluster:
         pump = iosim.connect(server_protocol, iosim.makeFakeServer(server_protocol), client_protocol,
                              iosim.makeFakeClient(client_protocol), greet=False, clock=self.reactor)
         self._pumps.append(pump)
+        self._owners[pump] = {server_id}
         self.flush()
         ready = client._ready
         if ready.called and not client._open:

@@ -395,6 +395,34 @@ class FailureTests(SynchronousTestCase):
         cluster.flush()
         self.assertEqual(self.successResultOf(d), "back from area-1")
 
+    def test_hungBackend(self):
+        """
+        A backend that hangs without dying: calls to it answer 504 after the
+        timeout, then the frontend routes around it (503 at once for calls
+        that can only go there); once it answers again it serves again.
+        """
+        cluster = make_cluster(rpc_timeout=2)
+        cluster.start()
+        self.addCleanup(cluster.stop)
+        client = cluster.client("connector-1")
+        cluster.freeze("area-1")
+        d = client.request("area.area.tell", {"server": "area-1", "text": "x"})
+        cluster.advance(1.5)
+        self.assertNoResult(d)
+        cluster.advance(1.5)
+        self.assertEqual(self.successResultOf(d)["code"], 504)
+        self.assertEqual([s.id for s in cluster.apps["connector-1"].node.available("area")], ["area-2"])
+        for i in range(3):
+            d = client.request("area.area.where", {"i": i})
+            cluster.flush()
+            self.assertEqual(self.successResultOf(d)["server"], "area-2")
+        cluster.thaw("area-1")
+        cluster.advance(1.5)
+        self.assertEqual([s.id for s in cluster.apps["connector-1"].node.available("area")], ["area-1", "area-2"])
+        d = client.request("area.area.tell", {"server": "area-1", "text": "back"})
+        cluster.flush()
+        self.assertEqual(self.successResultOf(d), "back from area-1")
+
     def test_allDead(self):
         """
         With every backend of a type dead, its routes answer 503 at once.

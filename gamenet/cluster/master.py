@@ -89,16 +89,26 @@ class Supervisor(ProcessMonitor):
         super().__init__(reactor)
         self.no_restart = no_restart
         self._exits: dict[str, list[Deferred[None]]] = {}
+        self._stopping: set[str] = set()
 
     def _monitoredProcessExited(self, name: str, reason: Failure | None = None) -> None:
         if name not in self.protocols:
             return
-        log.info("server {name} exited: {reason}", name=name,
-                 reason=reason.getErrorMessage() if reason is not None else "")
+        if name in self._stopping:
+            self._stopping.discard(name)
+            log.info("server {name} stopped", name=name)
+        else:
+            log.warn("server {name} died: {reason}", name=name,
+                     reason=reason.getErrorMessage() if reason is not None else "")
         super()._monitoredProcessExited(name, reason)
-        if name in self.no_restart and name in self.restart:
-            self.restart.pop(name).cancel()
-            log.warn("server {name} is not restarted (auto_restart = false)", name=name)
+        delayed = self.restart.get(name)
+        if delayed is not None and delayed.active():
+            if name in self.no_restart:
+                self.restart.pop(name).cancel()
+                log.warn("server {name} is not restarted (auto_restart = false)", name=name)
+            else:
+                log.info("restarting server {name} in {delay:g}s", name=name,
+                         delay=max(0.0, delayed.getTime() - self._clock.seconds()))
         for d in self._exits.pop(name, []):
             d.callback(None)
 
@@ -112,6 +122,7 @@ class Supervisor(ProcessMonitor):
                 d: Deferred[None] = Deferred()
                 self._exits.setdefault(name, []).append(d)
                 waits.append(d)
+                self._stopping.add(name)
                 self.stopProcess(name)
         return DeferredList(waits)
 

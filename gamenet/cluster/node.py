@@ -71,6 +71,13 @@ class Inbox(Protocol):
         """
 
 
+class NodeRefused(UnauthorizedLogin, pb.Error):
+    """
+    A node login refused: a C{pb.Error}, so PB sends it back without logging
+    a traceback; the checker logs the refusal itself.
+    """
+
+
 @implementer(ICredentialsChecker)
 class SecretChecker:
     """
@@ -88,10 +95,10 @@ class SecretChecker:
         name = name.decode("utf-8", "replace") if isinstance(name, bytes) else str(name)
         if not self._known(name):
             log.warn("node link refused: {name!r} is not a server of this cluster", name=name)
-            return fail(UnauthorizedLogin("unknown server"))
+            return fail(NodeRefused("unknown server"))
         if not credentials.checkPassword(self._secret):
             log.warn("node link refused: wrong cluster secret from {name!r}", name=name)
-            return fail(UnauthorizedLogin("wrong secret"))
+            return fail(NodeRefused("wrong secret"))
         return succeed(name)
 
 
@@ -200,7 +207,12 @@ class NodeLink:
     The calling half: one server's link to one peer, reconnecting with backoff.
 
     @ivar up: whether the link is logged in now.
-    @ivar listeners: called with C{(peer_id, up)} whenever the link goes up or down.
+    @ivar healthy: whether the peer answers: a call that times out makes it
+        unhealthy (a hung process keeps its connections open), any result
+        makes it healthy again. The link pings the peer every sweep, so a
+        hung peer is noticed within about one timeout even when idle.
+    @ivar listeners: called with C{(peer_id, available)} whenever the link
+        becomes available (up and healthy) or stops being so.
     @ivar membership_listeners: called with the ids of the servers up, when
         the peer is the master and announces them.
     """
@@ -213,12 +225,18 @@ class NodeLink:
         connect: Callable[[pb.PBClientFactory], Deferred[Any]],
         clock: Any,
         timeout: float = 10.0,
+        ping: bool = True,
     ) -> None:
+        """
+        @param ping: check the peer's health with a ping every sweep; off for
+            the master link, which carries membership only.
+        """
         self.local_id = local_id
         self.peer_id = peer_id
         self.clock = clock
         self.timeout = timeout
         self.up = False
+        self.healthy = True
         self.listeners: list[Callable[[str, bool], Any]] = []
         self.membership_listeners: list[Callable[[list[str]], Any]] = []
         self._secret = secret
@@ -230,6 +248,8 @@ class NodeLink:
         self._queue: list[tuple[int, int, bytes]] = []
         self._size = 0
         self._flush_call: Any = None
+        self._ping: Deferred[bytes] | None = None
+        self._pings = ping
         self._retry_call: Any = None
         self._delay = 0.0
         self._stopped = True
@@ -279,6 +299,7 @@ class NodeLink:
         self._perspective = perspective
         self._delay = 0.0
         self.up = True
+        self.healthy = True
         perspective.notifyOnDisconnect(self._lost)
         log.info("{local_id}: node link to {peer_id} up", local_id=self.local_id, peer_id=self.peer_id)
         self._tell(True)
@@ -303,8 +324,16 @@ class NodeLink:
         self._delay = min(5.0, max(0.25, self._delay * 2))
         self._retry_call = self.clock.callLater(self._delay * random.uniform(0.8, 1.2), self._attempt)
 
+    @property
+    def available(self) -> bool:
+        """
+        Whether calls should be routed to the peer: up and healthy.
+        """
+        return self.up and self.healthy
+
     def _down(self, error: GamenetError) -> None:
-        was_up, self.up = self.up, False
+        was_available = self.available
+        self.up = False
         if self._flush_call is not None and self._flush_call.active():
             self._flush_call.cancel()
         self._flush_call = None
@@ -312,7 +341,7 @@ class NodeLink:
         pending, self._pending = self._pending, {}
         for d, _, _ in pending.values():
             d.errback(error)
-        if was_up:
+        if was_available:
             self._tell(False)
 
     def _tell(self, up: bool) -> None:
@@ -380,6 +409,10 @@ class NodeLink:
         except wire.WireError as e:
             log.warn("bad results from {peer_id}: {error}", peer_id=self.peer_id, error=e)
             return
+        if not self.healthy and self.up:
+            self.healthy = True
+            log.info("{local_id}: {peer_id} answers again", local_id=self.local_id, peer_id=self.peer_id)
+            self._tell(True)
         for id, status, payload in records:
             entry = self._pending.pop(id, None)
             if entry is None:
@@ -407,3 +440,14 @@ class NodeLink:
         for id in expired:
             d, _, what = self._pending.pop(id)
             d.errback(Timeout(f"{what or 'call'} on {self.peer_id} timed out after {self.timeout:g}s"))
+        if expired and self.available:
+            self.healthy = False
+            log.warn("{local_id}: {peer_id} is not answering; routing around it", local_id=self.local_id,
+                     peer_id=self.peer_id)
+            self._tell(False)
+        if self._pings and self.up and self._ping is None:
+            self._ping = self.call(wire.PING, b"", "ping")
+            self._ping.addBoth(self._pinged)
+
+    def _pinged(self, result: Any) -> None:
+        self._ping = None

@@ -186,7 +186,7 @@ class ClusterNode(Service):
             cluster = self.app.cluster
             master = ServerConfig(MASTER_ID, MASTER_ID, cluster.master_host, cluster.master_port)
             self.master_link = NodeLink(self.app.server_id, MASTER_ID, cluster.secret, self._connect(master),
-                                        self.reactor, timeout)
+                                        self.reactor, timeout, ping=False)
             self.master_link.membership_listeners.append(self._membership_changed)
             self.master_link.start()
         parent = os.environ.get(PARENT_ENVIRONMENT)
@@ -312,6 +312,8 @@ class ClusterNode(Service):
             responder = _ForwardResponder()
             self.app.dispatcher.dispatch(responder, session, Message(REQUEST, 1, route, body))
             return responder.d
+        if kind == wire.PING:
+            return succeed(b"")
         name, args = wire.decode_call(payload)
         if kind == wire.RPC:
             return Deferred.fromCoroutine(self._run_remote(name, args))

@@ -22,6 +22,7 @@ FORWARD = 1  # a client request for another server type: route, session, body
 NOTIFY = 2  # the same for a notify: no result is sent back
 RPC = 3  # app.rpc: remote route and arguments
 SYS = 4  # a frontend's sys remote: session and channel operations
+PING = 5  # link health: answered with an empty result
 
 # Result statuses
 OK = 0
