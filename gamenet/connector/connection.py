@@ -1,14 +1,16 @@
 """
 One client connection, whatever carries it: the state machine behind every connector.
 
-States: C{HANDSHAKE} (waiting for the client's handshake), C{WAIT_ACK} (answer
-sent, waiting for the ack), C{WORKING}, C{CLOSED}. The transport-specific part
+States: C{HANDSHAKE} (waiting for the client's handshake), C{VALIDATING} (the
+application's handshake validators are deciding), C{WAIT_ACK} (answer sent,
+waiting for the ack), C{WORKING}, C{CLOSED}. The transport-specific part
 is a L{Link}: raw TCP or a WebSocket, with or without TLS.
 """
 
 from __future__ import annotations
 
 import enum
+import inspect
 from typing import TYPE_CHECKING, Any, Protocol
 
 from twisted.internet.defer import Deferred, succeed
@@ -34,9 +36,10 @@ class State(enum.IntEnum):
     """
 
     HANDSHAKE = 0
-    WAIT_ACK = 1
-    WORKING = 2
-    CLOSED = 3
+    VALIDATING = 1
+    WAIT_ACK = 2
+    WORKING = 3
+    CLOSED = 4
 
 
 class Link(Protocol):
@@ -118,13 +121,18 @@ class Connection:
         """
         if self.state == State.CLOSED or self._close_reason:
             return
-        frontend = self.frontend
-        self.last_tick = tick = frontend.tick
+        self.last_tick = tick = self.frontend.tick
+        error = None
         try:
             packages = self.decoder.feed(data)
         except ProtocolError as e:
-            self._protocol_error(str(e))
-            return
+            packages, error = e.packages, e
+        self._handle(packages, tick)
+        if error is not None and not self._close_reason:
+            self._protocol_error(str(error))
+
+    def _handle(self, packages: list[tuple[int, bytes]], tick: int) -> None:
+        frontend = self.frontend
         for package_type, body in packages:
             if self._close_reason:
                 return
@@ -151,10 +159,13 @@ class Connection:
                     self._protocol_error(f"expected a handshake, got {package.type_name(package_type)}")
                     return
                 self._on_handshake(body)
-            elif package_type == package.HANDSHAKE_ACK:
-                self._on_ack()
+            elif self.state == State.WAIT_ACK:
+                if package_type == package.HANDSHAKE_ACK:
+                    self._on_ack()
+                elif package_type != package.HEARTBEAT:
+                    self._protocol_error(f"expected a handshake ack, got {package.type_name(package_type)}")
             elif package_type != package.HEARTBEAT:
-                self._protocol_error(f"expected a handshake ack, got {package.type_name(package_type)}")
+                self._protocol_error(f"unexpected {package.type_name(package_type)} package during the handshake")
 
     def _on_handshake(self, body: bytes) -> None:
         try:
@@ -166,7 +177,7 @@ class Connection:
         if not validators:
             self._accept(request, None)
             return
-        self.state = State.WAIT_ACK
+        self.state = State.VALIDATING
         d = Deferred.fromCoroutine(self._validate(request, validators))
         d.addErrback(lambda f: log.failure("handshake validation crashed", f))
 
@@ -175,7 +186,7 @@ class Connection:
         try:
             for validator in validators:
                 result = validator(request)
-                if isinstance(result, Deferred):
+                if isinstance(result, Deferred) or inspect.iscoroutine(result):
                     result = await result
                 if result is not None:
                     user = result
@@ -195,6 +206,8 @@ class Connection:
         self.write(package.encode(package.HANDSHAKE, self.frontend.responder.accept(request, user)))
 
     def _refuse(self, code: int, reason: str) -> None:
+        if self.closing:
+            return
         self.frontend.metrics["handshakes_refused"] += 1
         log.info("handshake from {peer} refused ({code}): {reason}", peer=self.link.peer, code=code, reason=reason)
         self.write(package.encode(package.HANDSHAKE, handshake.refuse(code, reason)))
@@ -229,14 +242,16 @@ class Connection:
         """
         Write encoded packages, queueing while the client is not reading.
 
-        @return: C{False} when the connection is gone or was just dropped as a
-            slow consumer.
+        @return: C{False} when the connection is gone, was just dropped as a
+            slow consumer, or is closing while the client is not reading.
         """
         if self.state == State.CLOSED:
             return False
         if not self._paused:
             self.link.send(data)
             return True
+        if self._close_reason:
+            return False  # closing, and the client is not reading: nothing more will reach it
         self._queue.append(data)
         self._queued += len(data)
         if self._queued > self.frontend.options.max_outbound_queue:

@@ -11,7 +11,7 @@ from twisted.internet.defer import Deferred, maybeDeferred, succeed
 from twisted.internet.error import CannotListenError
 from twisted.internet.protocol import Factory
 from twisted.logger import Logger
-from twisted.protocols.tls import TLSMemoryBIOFactory
+from twisted.protocols.tls import TLSMemoryBIOFactory, TLSMemoryBIOProtocol
 
 from ..config import ServerConfig
 from .frontend import Frontend
@@ -31,6 +31,16 @@ class ListenError(Exception):
     """
 
 
+class _TLSFactory(TLSMemoryBIOFactory):
+    """
+    TLS around a factory that refuses a connection by building no protocol.
+    """
+
+    def buildProtocol(self, addr: Any) -> TLSMemoryBIOProtocol | None:
+        protocol = self.wrappedFactory.buildProtocol(addr)
+        return None if protocol is None else self.protocol(self, protocol)
+
+
 def client_factory(frontend: Frontend) -> Factory:
     """
     The factory for a frontend's client port: its transport, wrapped in TLS
@@ -40,7 +50,7 @@ def client_factory(frontend: Frontend) -> Factory:
     tls = bool(options.tls_cert)
     factory: Factory = _FACTORIES[options.transport](frontend, tls)
     if tls:
-        factory = TLSMemoryBIOFactory(server_context(options.tls_cert, options.tls_key), False, factory)
+        factory = _TLSFactory(server_context(options.tls_cert, options.tls_key), False, factory)
     return factory
 
 

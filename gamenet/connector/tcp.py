@@ -41,6 +41,8 @@ class TCPLink(Protocol):
         self.transport.write(data)
 
     def close(self) -> None:
+        # A transport does not close while a producer is registered (TLS waits for it).
+        self.transport.unregisterProducer()
         self.transport.loseConnection()
 
     def abort(self) -> None:

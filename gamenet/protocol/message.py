@@ -63,14 +63,11 @@ def encode_varint(value: int) -> bytes:
     if not 0 <= value < 1 << (7 * MAX_ID_BYTES):
         raise ValueError(f"message id {value} does not fit {MAX_ID_BYTES} bytes")
     out = bytearray()
-    while True:
-        group = value & 0x7F
+    while value >= 0x80:
+        out.append(value & 0x7F | 0x80)
         value >>= 7
-        if value:
-            out.append(group | 0x80)
-        else:
-            out.append(group)
-            return bytes(out)
+    out.append(value)
+    return bytes(out)
 
 
 def _encode_route(route: str, code: int | None) -> tuple[int, bytes]:

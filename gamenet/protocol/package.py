@@ -72,7 +72,8 @@ class PackageDecoder:
         Add bytes and return every package they complete, as C{(type, body)}.
 
         @raise ProtocolError: a type byte outside 1..5 or a declared length
-            over C{max_body}. The decoder must not be used after that.
+            over C{max_body}; its C{packages} are those completed before the
+            bad head. The decoder must not be used after that.
         """
         buffer = self._buffer + data if self._buffer else data
         packages = []
@@ -82,11 +83,11 @@ class PackageDecoder:
         while end - offset >= HEAD_SIZE:
             package_type = buffer[offset]
             if not HANDSHAKE <= package_type <= KICK:
-                raise ProtocolError(f"bad package type 0x{package_type:02x}")
+                raise ProtocolError(f"bad package type 0x{package_type:02x}", packages)
             size = (buffer[offset + 1] << 16) | (buffer[offset + 2] << 8) | buffer[offset + 3]
             if size > max_body:
                 raise ProtocolError(
-                    f"{type_name(package_type)} package of {size} bytes exceeds the limit of {max_body}"
+                    f"{type_name(package_type)} package of {size} bytes exceeds the limit of {max_body}", packages
                 )
             start = offset + HEAD_SIZE
             if end - start < size:

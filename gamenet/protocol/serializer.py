@@ -5,10 +5,11 @@ Message bodies: compact UTF-8 JSON, as Pomelo and Pitaya clients expect.
 from __future__ import annotations
 
 import json
+from json.encoder import c_make_encoder, encode_basestring
 from typing import Any
 
 _encoder = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-_decode = json.loads
+_decode = json.JSONDecoder().decode
 
 NAME = "json"
 
@@ -20,7 +21,12 @@ def dumps(value: Any) -> bytes:
     @raise ValueError: NaN or infinity, which JavaScript's C{JSON.parse} rejects.
     @raise TypeError: a value JSON cannot carry.
     """
-    return _encoder.encode(value).encode("utf-8")
+    if c_make_encoder is None:
+        return _encoder.encode(value).encode("utf-8")
+    # What _encoder.encode does, less its pure-Python set-up on every call: a
+    # C encoder with _encoder's settings and fresh circular-reference markers.
+    encode = c_make_encoder({}, _encoder.default, encode_basestring, None, ":", ",", False, False, False)
+    return "".join(encode(value, 0)).encode("utf-8")
 
 
 def loads(data: bytes) -> Any:
@@ -31,4 +37,9 @@ def loads(data: bytes) -> Any:
     """
     if not data:
         return None
-    return _decode(data)
+    try:
+        return _decode(data.decode("utf-8"))
+    except ValueError:
+        # json.loads also reads UTF-16 and UTF-32, a UTF-8 byte order mark and
+        # UTF-8-encoded surrogates, all of which fail the line above.
+        return json.loads(data)
