@@ -1,0 +1,3 @@
+"""
+The tutorial's example game; see doc/tutorial.md.
+"""

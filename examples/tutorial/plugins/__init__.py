@@ -1,0 +1,3 @@
+"""
+The tutorial's plugin package: every module here is searched for registrations.
+"""

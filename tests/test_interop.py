@@ -1,0 +1,284 @@
+"""
+Interoperability with a third-party Pomelo implementation: a Node client built
+from C{pinus-protocol}'s codec over a C{ws} WebSocket
+(C{tests/interop/pomelo_client.js}, written the way pomelo-jsclient-websocket
+talks) against a real gamenet frontend on the default hybrid connector.
+
+The Node dependencies are installed into C{tests/interop/node_modules} with
+C{npm ci} the first time the tests run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from typing import Any
+
+try:
+    import fcntl
+except ImportError:  # not POSIX: no lock, parallel workers may race
+    fcntl = None  # type: ignore[assignment]
+
+from twisted.internet import reactor
+from twisted.internet.defer import Deferred
+from twisted.internet.utils import getProcessOutputAndValue
+from twisted.trial.unittest import TestCase
+
+from gamenet import Handler, handler
+from gamenet.testing import client_port, cluster_config, frontend, start_server
+
+INTEROP = os.path.join(os.path.dirname(os.path.abspath(__file__)), "interop")
+SCRIPT = os.path.join(INTEROP, "pomelo_client.js")
+NPM_TIMEOUT = 180
+
+HANDLER_ROUTES = {
+    "connector.game.echo",
+    "connector.game.upper",
+    "connector.game.note",
+    "connector.game.pushme",
+    "connector.game.kickme",
+}
+KICK_REASON = "kicked by gamenet: interop done"
+
+
+def _node_tools() -> tuple[str, str]:
+    """
+    The C{node} and C{npm} executables.
+
+    @raise RuntimeError: one is not on C{PATH}.
+    """
+    node, npm = shutil.which("node"), shutil.which("npm")
+    if node is None or npm is None:
+        missing = " and ".join(name for name, path in (("node", node), ("npm", npm)) if path is None)
+        raise RuntimeError(
+            f"{missing} not found on PATH: the interop tests need Node.js (20 or later) and npm "
+            "to run tests/interop/pomelo_client.js; install them as the project's test set-up does"
+        )
+    return node, npm
+
+
+def _installed() -> bool:
+    """
+    Whether C{tests/interop/node_modules} holds every dependency of the client.
+    """
+    with open(os.path.join(INTEROP, "package.json"), encoding="utf-8") as f:
+        dependencies = json.load(f)["dependencies"]
+    return all(
+        os.path.exists(os.path.join(INTEROP, "node_modules", name, "package.json")) for name in dependencies
+    )
+
+
+def _install_node_modules(npm: str) -> None:
+    """
+    Install the client's dependencies with C{npm ci} (C{npm install} without a
+    lock file) unless C{tests/interop/node_modules} has them; the lock held on
+    C{package.json} keeps parallel trial workers from installing at once.
+
+    @raise RuntimeError: npm failed or took longer than L{NPM_TIMEOUT} seconds.
+    """
+    with open(os.path.join(INTEROP, "package.json"), "rb") as lock:
+        if fcntl is not None:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        if _installed():
+            return
+        has_lock = os.path.exists(os.path.join(INTEROP, "package-lock.json"))
+        command = [npm, "ci" if has_lock else "install", "--no-audit", "--no-fund"]
+        try:
+            result = subprocess.run(
+                command, cwd=INTEROP, capture_output=True, text=True, timeout=NPM_TIMEOUT, check=False,
+            )
+        except subprocess.TimeoutExpired:
+            raise RuntimeError(f"{' '.join(command)} in {INTEROP} took longer than {NPM_TIMEOUT} s") from None
+        if result.returncode != 0 or not _installed():
+            raise RuntimeError(
+                f"{' '.join(command)} in {INTEROP} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}"
+            )
+
+
+class Game(Handler):
+    """
+    The handlers the Node client calls; one object per test, which records what
+    reached it.
+
+    @ivar calls: C{(method, msg)} for every request and notify served.
+    @ivar closed: fires with the session's close reason once the kicked
+        connection has closed.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(None)
+        self.calls: list[tuple[str, Any]] = []
+        self.closed: Deferred[str] = Deferred()
+
+    def echo(self, msg, session):
+        self.calls.append(("echo", msg))
+        return msg
+
+    def upper(self, msg, session):
+        self.calls.append(("upper", msg))
+        return {"upper": msg["text"].upper()}
+
+    def note(self, msg, session):
+        self.calls.append(("note", msg))
+
+    def pushme(self, msg, session):
+        self.calls.append(("pushme", msg))
+        session.send("onChat", {"from": "gamenet", "n": msg["n"]})
+        session.send("onRaw", {"raw": msg["n"] + 1})
+        return {"pushed": 2}
+
+    def kickme(self, msg, session):
+        self.calls.append(("kickme", msg))
+        session.on_close(lambda session, reason: self.closed.callback(reason))
+        reactor.callLater(0, session.kick, KICK_REASON)
+        return {"kicking": True}
+
+
+class PomeloClientInteropTests(TestCase):
+    """
+    The Node client's conversation with a WebSocket frontend, heartbeat 1 second,
+    whose route dictionary has the handler routes and the push route C{onChat}
+    (but not C{onRaw}).
+    """
+
+    timeout = 90
+
+    async def setUp(self) -> None:
+        try:
+            self.node, npm = _node_tools()
+            _install_node_modules(npm)
+        except RuntimeError as e:
+            self.fail(str(e))
+        cluster = cluster_config(
+            frontend("connector-1", "connector", heartbeat=1),
+            extra_routes=["onChat"],
+        )
+        self.game = Game()
+        self.app = await start_server(cluster, "connector-1", [handler(self.game, "connector", name="game")])
+        self.addCleanup(self.app.stopService)
+
+    async def converse(self) -> list[dict[str, Any]]:
+        """
+        Run the Node client against the frontend to the end.
+
+        @return: its observations, one dict per line, after checking it exited 0.
+        """
+        out, err, code = await getProcessOutputAndValue(
+            self.node, [SCRIPT, str(client_port(self.app))], env=dict(os.environ), path=INTEROP, reactor=reactor,
+        )
+        text = out.decode("utf-8")
+        if code != 0:
+            self.fail(f"node client exited {code}\nstdout:\n{text}\nstderr:\n{err.decode('utf-8', 'replace')}")
+        events = [json.loads(line) for line in text.splitlines() if line.strip()]
+        self.assertEqual([e for e in events if e["event"] in ("error", "timeout")], [])
+        return events
+
+    def of(self, events: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
+        """
+        The observations of one C{event} kind, in order.
+        """
+        return [e for e in events if e["event"] == kind]
+
+    async def test_handshake(self) -> None:
+        """
+        The JS client's handshake is accepted with code 200, the heartbeat
+        interval, and a C{sys.dict} that holds every handler route and the
+        extra push route; the client's ack opens a session.
+        """
+        events = await self.converse()
+        [hs] = self.of(events, "handshake")
+        self.assertEqual(hs["code"], 200)
+        self.assertEqual(hs["heartbeat"], 1)
+        routes = set(hs["dict"])
+        self.assertTrue(HANDLER_ROUTES <= routes, HANDLER_ROUTES - routes)
+        self.assertIn("onChat", routes)
+        self.assertNotIn("onRaw", routes)
+        codes = list(hs["dict"].values())
+        self.assertTrue(all(isinstance(c, int) and 0 < c <= 0xFFFF for c in codes), codes)
+        self.assertEqual(len(set(codes)), len(codes))
+        self.assertEqual(events[0]["event"], "open")
+        self.assertEqual(events[1]["event"], "handshake")
+        self.assertEqual(events[2], {"event": "sent", "type": "ack"})
+        # The session the ack made served requests: the first handler call is the echo.
+        self.assertEqual(self.game.calls[0][0], "echo")
+
+    async def test_requests(self) -> None:
+        """
+        A request whose route is a string and one whose route is compressed
+        to its dictionary code both reach the right handler and are answered
+        with the right bodies, non-ASCII text intact; a notify (route compressed,
+        as the JS client sends it) reaches its handler with its body and gets
+        no answer.
+        """
+        events = await self.converse()
+        sent = {e.get("route"): e for e in self.of(events, "sent") if e["type"] in ("request", "notify")}
+        self.assertEqual(sent["connector.game.echo"]["compressed"], False)
+        self.assertEqual(sent["connector.game.echo"]["flag"], 0x00)
+        self.assertEqual(sent["connector.game.upper"]["compressed"], True)
+        self.assertEqual(sent["connector.game.upper"]["flag"], 0x01)
+        self.assertEqual(sent["connector.game.note"]["compressed"], True)
+        self.assertEqual(sent["connector.game.note"]["flag"], 0x03)
+
+        responses = {e["id"]: (e["route"], e["body"]) for e in self.of(events, "response")}
+        self.assertEqual(responses[1], ("connector.game.echo", {"text": "hello é", "n": [1, 2, 3]}))
+        self.assertEqual(responses[2], ("connector.game.upper", {"upper": "COMPRESSED ROUTE"}))
+        self.assertEqual(responses[3], ("connector.game.pushme", {"pushed": 2}))
+        self.assertEqual(responses[4], ("connector.game.kickme", {"kicking": True}))
+        self.assertEqual(len(self.of(events, "response")), 4)
+        self.assertTrue(all(e["type"] == 2 for e in self.of(events, "response")))
+
+        self.assertEqual(
+            self.game.calls[:4],
+            [
+                ("echo", {"text": "hello é", "n": [1, 2, 3]}),
+                ("upper", {"text": "compressed route"}),
+                ("note", {"note": "a notify"}),
+                ("pushme", {"n": 7}),
+            ],
+        )
+
+    async def test_push(self) -> None:
+        """
+        Pushes reach the client before the response of the request that made
+        them: one on a dictionary route arrives compressed to that route's
+        code, one on a route outside the dictionary arrives as a string; both
+        decode to the route and body sent.
+        """
+        events = await self.converse()
+        pushes = self.of(events, "push")
+        [hs] = self.of(events, "handshake")
+        self.assertEqual(
+            pushes,
+            [
+                {"event": "push", "route": "onChat", "compressed": True, "code": hs["dict"]["onChat"], "type": 3,
+                 "body": {"from": "gamenet", "n": 7}},
+                {"event": "push", "route": "onRaw", "compressed": False, "code": None, "type": 3,
+                 "body": {"raw": 8}},
+            ],
+        )
+        order = [(e["event"], e.get("route")) for e in events if e["event"] in ("push", "response")]
+        self.assertLess(order.index(("push", "onRaw")), order.index(("response", "connector.game.pushme")))
+
+    async def test_heartbeatKickClose(self) -> None:
+        """
+        Gamenet sends a heartbeat after the ack and echoes each of the client's,
+        sent every C{sys.heartbeat} seconds, for at least two round trips without
+        the client's heartbeat timeout firing; a handler's C{session.kick}
+        reaches the client as a kick package with the reason given, and the
+        socket then closes cleanly on both sides.
+        """
+        events = await self.converse()
+        beats = self.of(events, "heartbeat")
+        self.assertEqual(beats[0]["sent_before"], 0)
+        self.assertGreaterEqual(max(b["round_trips"] for b in beats), 2)
+
+        kinds = [e["event"] for e in events]
+        self.assertEqual(kinds[-2:], ["kick", "close"])
+        [kick] = self.of(events, "kick")
+        self.assertEqual(kick["body"], {"reason": KICK_REASON})
+        self.assertEqual(kick["reason"], KICK_REASON)
+        [close] = self.of(events, "close")
+        self.assertEqual(close["code"], 1000)
+        self.assertEqual(await self.game.closed, KICK_REASON)
