@@ -7,8 +7,8 @@ from __future__ import annotations
 import inspect
 from typing import Any, Callable, Iterable
 
-from twisted.application.service import MultiService
-from twisted.internet.defer import Deferred
+from twisted.application.service import MultiService, Service
+from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.logger import Logger
 
 from .channel import ChannelService
@@ -477,7 +477,13 @@ class Application(MultiService):
         except Exception:
             log.failure("before_shutdown failed on {server_id}", server_id=self.server_id)
         if self.running:
-            await super().stopService()
+            # In order: web and client ports (clients are kicked, their close
+            # callbacks run), then the node once the calls they made are answered.
+            Service.stopService(self)
+            for child in reversed(list(self)):
+                if child is self.node:
+                    await self.node.drain()
+                await maybeDeferred(child.stopService)
         try:
             await self._lifecycle_all("shutdown")
         except Exception:

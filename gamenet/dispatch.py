@@ -12,6 +12,7 @@ from __future__ import annotations
 import inspect
 from typing import TYPE_CHECKING, Any, Callable, Protocol
 
+import attrs
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -132,7 +133,12 @@ class Dispatcher:
             handler = self.handlers.get(route)
             if handler is None and self.fallback is not None:
                 handler = self.fallback(route)
-            plan = _Plan(handler, self.hooks.for_route(route, cache=handler is not None))
+            hooks = self.hooks.for_route(route, cache=handler is not None)
+            if getattr(handler, "raw", False):
+                # Handler filters run where the handler runs; a forwarded
+                # route meets only the global ones here.
+                hooks = attrs.evolve(hooks, before_serve=(), after_serve=())
+            plan = _Plan(handler, hooks)
             if handler is not None:
                 self._plans[route] = plan
         return plan

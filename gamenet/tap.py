@@ -7,7 +7,8 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from twisted.application.service import IService, MultiService
+from twisted.application.service import IService, MultiService, Service
+from twisted.logger import Logger
 from twisted.python import usage
 
 from .app import Application
@@ -15,6 +16,8 @@ from .cluster import MasterService
 from .config import ClusterConfig, ConfigError, load
 from .connector import ListenError
 from .plugins import PluginError, add_paths, discover
+
+log = Logger()
 
 
 class Options(usage.Options):
@@ -60,14 +63,24 @@ class Options(usage.Options):
 class ClusterService(MultiService):
     """
     The servers this process runs; a port that cannot be opened ends the
-    process with the reason instead of a traceback.
+    process with the reason instead of a traceback, and a server whose start
+    fails (a component's C{init} raising, say) is logged and stops the process.
     """
 
     def privilegedStartService(self) -> None:
         try:
             super().privilegedStartService()
-        except (ListenError, PluginError, TypeError, ValueError) as e:
+        except (ListenError, PluginError, TypeError, ValueError, OSError) as e:
             raise SystemExit(f"gamenet: {e}") from None
+
+    def startService(self) -> None:
+        Service.startService(self)
+        for app in self:
+            app.startService().addErrback(self._failed, app)
+
+    def _failed(self, failure: Any, app: Application) -> None:
+        log.failure("{server_id} could not start; stopping", failure, server_id=app.server_id)
+        app.reactor.stop()
 
 
 def build(
@@ -98,6 +111,6 @@ def makeService(options: Options) -> IService:
     server_ids = [options["server"]] if options["server"] else [s.id for s in cluster.servers]
     try:
         return build(cluster, server_ids, options["env"], use_master=bool(options["server"]))
-    except PluginError as e:
+    except (PluginError, OSError, ValueError) as e:
         print(f"gamenet: {e}", file=sys.stderr)
         raise SystemExit(1) from None

@@ -19,6 +19,7 @@ L{start_server} starts one server on real loopback sockets instead.
 
 from __future__ import annotations
 
+import socket
 from typing import Any, Iterable
 
 from twisted.internet.defer import Deferred, fail, succeed
@@ -38,9 +39,27 @@ __all__ = [
     "backend",
     "client_port",
     "cluster_config",
+    "free_ports",
     "frontend",
     "start_server",
 ]
+
+
+def free_ports(count: int) -> list[int]:
+    """
+    C{count} distinct ports that were free on 127.0.0.1 a moment ago, for
+    servers whose ports must be known before they start (node ports).
+    """
+    sockets = []
+    try:
+        for _ in range(count):
+            s = socket.socket()
+            s.bind(("127.0.0.1", 0))
+            sockets.append(s)
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
 
 
 def frontend(server_id: str, server_type: str, client_port: int = 0, node_port: int = 0,

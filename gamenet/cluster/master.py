@@ -24,7 +24,7 @@ from twisted.spread import pb
 from zope.interface import implementer
 
 from ..config import ClusterConfig, ServerConfig
-from .node import SecretChecker
+from .node import SecretChecker, node_tls_options
 
 log = Logger()
 
@@ -46,11 +46,12 @@ def local_hosts() -> set[str]:
 
 def child_command(cluster: ClusterConfig, server: ServerConfig, env: str | None) -> list[str]:
     """
-    How the master starts one server: the same plugin with C{--server}, run in
-    the foreground by Twisted's C{twist} runner.
+    How the master starts one server: C{twistd} in the foreground with the same
+    plugin and C{--server}, so that a port that cannot be opened ends the
+    child with a message (and the master restarts it with backoff).
     """
-    args = [sys.executable, "-m", "twisted", "--log-format=text", "gamenet",
-            "--config", os.path.abspath(cluster.path), "--server", server.id]
+    args = [sys.executable, "-c", "from twisted.scripts.twistd import run; run()", "--nodaemon", "--pidfile=",
+            "gamenet", "--config", os.path.abspath(cluster.path), "--server", server.id]
     if env:
         args += ["--env", env]
     return args
@@ -181,29 +182,38 @@ class MasterService(MultiService):
         self.cluster = cluster
         self.up: dict[str, _MemberAvatar] = {}
         hosts = local_hosts() if hosts is None else hosts
+        self.env = env
         self.local = [server for server in cluster.servers if server.host in hosts]
+        self.membership_here = bool(cluster.master_port) and cluster.master_host in hosts
         no_restart = {server.id for server in self.local if not server.auto_restart}
         self.supervisor = Supervisor(reactor, no_restart)
         self.supervisor.setServiceParent(self)
-        environment = {**os.environ, PARENT_ENVIRONMENT: str(os.getpid())}
-        for server in self.local:
-            self.supervisor.addProcess(server.id, child_command(cluster, server, env), env=environment)
         self.port: Any = None
 
     def privilegedStartService(self) -> None:
         super().privilegedStartService()
-        if self.cluster.master_port:
-            portal = Portal(_MembershipRealm(self), [SecretChecker(self.cluster.secret, self._known)])
-            factory = pb.PBServerFactory(portal)
-            factory.noisy = False
-            try:
-                self.port = self.reactor.listenTCP(self.cluster.master_port, factory,
-                                                   interface=self.cluster.master_host)
-            except CannotListenError as e:
-                raise SystemExit(f"gamenet: the master cannot listen on {self.cluster.master_host}:"
-                                 f"{self.cluster.master_port}: {e.socketError}") from None
+        if not self.membership_here:
+            return
+        portal = Portal(_MembershipRealm(self), [SecretChecker(self.cluster.secret, self._known)])
+        factory = pb.PBServerFactory(portal)
+        factory.noisy = False
+        cluster = self.cluster
+        try:
+            if cluster.node_tls_cert:
+                self.port = self.reactor.listenSSL(cluster.master_port, factory, node_tls_options(cluster),
+                                                   interface=cluster.master_host)
+            else:
+                self.port = self.reactor.listenTCP(cluster.master_port, factory, interface=cluster.master_host)
+        except CannotListenError as e:
+            raise SystemExit(f"gamenet: the master cannot listen on {cluster.master_host}:"
+                             f"{cluster.master_port}: {e.socketError}") from None
 
     def startService(self) -> None:
+        # The children are told this process's id now, after twistd may have
+        # forked into the background, so that they can tell when it is gone.
+        environment = {**os.environ, PARENT_ENVIRONMENT: str(os.getpid())}
+        for server in self.local:
+            self.supervisor.addProcess(server.id, child_command(self.cluster, server, self.env), env=environment)
         log.info("master of cluster {name}: starting {ids}", name=self.cluster.name,
                  ids=", ".join(server.id for server in self.local) or "no local server")
         super().startService()

@@ -23,6 +23,7 @@ from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
+from twisted.internet import ssl
 from twisted.spread import pb
 from zope.interface import implementer
 
@@ -34,6 +35,32 @@ log = Logger()
 
 MAX_BATCH = 512 * 1024  # under banana's 640 KiB string limit
 MAX_RECORD = MAX_BATCH - wire.HEAD_SIZE
+
+
+def node_tls_options(cluster: Any) -> ssl.CertificateOptions:
+    """
+    Mutual TLS for node links: every node presents the cluster certificate
+    and trusts only it.
+
+    @raise OSError: a file cannot be read.
+    @raise ValueError: the files do not hold a matching certificate and key.
+    """
+    with open(cluster.node_tls_cert, "rb") as f:
+        cert_pem = f.read()
+    with open(cluster.node_tls_key, "rb") as f:
+        key_pem = f.read()
+    try:
+        certificate = ssl.PrivateCertificate.loadPEM(cert_pem + b"\n" + key_pem)
+    except Exception as e:
+        raise ValueError(f"{cluster.node_tls_cert} and {cluster.node_tls_key} do not hold a usable "
+                         f"certificate and key: {e}") from None
+    return ssl.CertificateOptions(
+        privateKey=certificate.privateKey.original,
+        certificate=certificate.original,
+        verify=True,
+        caCerts=[certificate.original],
+        requireCertificate=True,
+    )
 
 
 class RemoteError(GamenetError):
@@ -250,6 +277,9 @@ class NodeLink:
         self._flush_call: Any = None
         self._ping: Deferred[bytes] | None = None
         self._pings = ping
+        self._connecting: Deferred[Any] | None = None
+        self._broker: Any = None
+        self._closing: list[Deferred[None]] = []
         self._retry_call: Any = None
         self._delay = 0.0
         self._stopped = True
@@ -267,19 +297,30 @@ class NodeLink:
         self._sweeper.start(min(1.0, self.timeout / 4), now=False)
         self._attempt()
 
-    def stop(self) -> None:
+    def stop(self) -> Deferred[None]:
         """
         Disconnect and fail what is pending.
+
+        @return: a Deferred firing once the connection is closed.
         """
         self._stopped = True
         if self._sweeper.running:
             self._sweeper.stop()
         if self._retry_call is not None and self._retry_call.active():
             self._retry_call.cancel()
-        perspective, self._perspective = self._perspective, None
-        if perspective is not None:
-            perspective.broker.transport.loseConnection()
+        if self._connecting is not None and not self._connecting.called:
+            self._connecting.cancel()
+        self._perspective = None
         self._down(Unavailable(f"link to {self.peer_id} stopped"))
+        broker = self._broker
+        if broker is None:
+            return succeed(None)
+        closed: Deferred[None] = Deferred()
+        self._closing.append(closed)
+        broker.transport.loseConnection()
+        abort = self.clock.callLater(1.0, broker.transport.abortConnection)
+        closed.addBoth(lambda result: abort.cancel() if abort.active() else None)
+        return closed
 
     def _attempt(self) -> None:
         self._retry_call = None
@@ -287,10 +328,20 @@ class NodeLink:
             return
         factory = pb.PBClientFactory()
         factory.noisy = False
-        d = self._connect(factory)
-        d.addCallback(lambda _: factory.login(UsernamePassword(self.local_id.encode(), self._secret.encode()),
-                                              client=self._receiver))
+        self._connecting = d = self._connect(factory)
+        d.addCallback(self._connected, factory)
         d.addCallbacks(self._logged_in, self._failed)
+
+    def _connected(self, broker: Any, factory: pb.PBClientFactory) -> Deferred[Any]:
+        self._broker = broker
+        broker.notifyOnDisconnect(self._disconnected)
+        return factory.login(UsernamePassword(self.local_id.encode(), self._secret.encode()), client=self._receiver)
+
+    def _disconnected(self) -> None:
+        self._broker = None
+        closing, self._closing = self._closing, []
+        for d in closing:
+            d.callback(None)
 
     def _logged_in(self, perspective: Any) -> None:
         if self._stopped:
@@ -305,6 +356,8 @@ class NodeLink:
         self._tell(True)
 
     def _failed(self, failure: Failure) -> None:
+        if self._broker is not None:
+            self._broker.transport.loseConnection()
         if failure.check(UnauthorizedLogin):
             log.error("{local_id}: {peer_id} refused our node link: {reason}", local_id=self.local_id,
                       peer_id=self.peer_id, reason=failure.getErrorMessage())
@@ -323,6 +376,13 @@ class NodeLink:
             return
         self._delay = min(5.0, max(0.25, self._delay * 2))
         self._retry_call = self.clock.callLater(self._delay * random.uniform(0.8, 1.2), self._attempt)
+
+    @property
+    def busy(self) -> bool:
+        """
+        Whether calls are queued or waiting for results (pings aside).
+        """
+        return bool(self._queue) or len(self._pending) > (self._ping is not None)
 
     @property
     def available(self) -> bool:
@@ -355,12 +415,15 @@ class NodeLink:
         """
         Send one call; fires with the result payload.
 
-        Fails at once with L{Unavailable} when the link is down, with
+        Fails at once with L{Unavailable} when the link is down or the peer
+        has stopped answering, with
         L{Timeout} when no result comes within the link's timeout, with
         L{RemoteError} when the call failed on the peer.
         """
         if not self.up:
             return fail(Unavailable(f"server {self.peer_id} is not reachable"))
+        if not self.healthy and kind != wire.PING:
+            return fail(Unavailable(f"server {self.peer_id} is not answering"))
         if len(payload) > MAX_RECORD:
             return fail(GamenetError(f"call of {len(payload)} bytes is too large"))
         id = next(self._ids)

@@ -10,10 +10,10 @@ import os
 from typing import TYPE_CHECKING, Any, Callable
 
 from twisted.application.service import Service
-from twisted.internet import endpoints, ssl
-from twisted.internet.defer import Deferred, fail, maybeDeferred, succeed
+from twisted.internet import endpoints
+from twisted.internet.defer import Deferred, DeferredList, fail, maybeDeferred, succeed
 from twisted.internet.error import CannotListenError
-from twisted.internet.task import LoopingCall
+from twisted.internet.task import LoopingCall, deferLater
 from twisted.logger import Logger
 
 from ..config import ServerConfig
@@ -24,7 +24,7 @@ from ..protocol.message import NOTIFY, REQUEST, Message
 from . import routing, wire
 from .backend import BackendSession, BackendSessionService
 from .master import MASTER_ID, PARENT_ENVIRONMENT
-from .node import NodeLink, NodeServer
+from .node import NodeLink, NodeServer, RemoteError, node_tls_options
 from .rpc import RpcCall, rpc_proxy
 from .sysremote import SysRemote
 
@@ -85,21 +85,6 @@ class Forwarder:
         return link.call(wire.FORWARD, payload, message.route)
 
 
-def _tls_options(cert_path: str, key_path: str) -> ssl.CertificateOptions:
-    with open(cert_path, "rb") as f:
-        cert_pem = f.read()
-    with open(key_path, "rb") as f:
-        key_pem = f.read()
-    certificate = ssl.PrivateCertificate.loadPEM(cert_pem + b"\n" + key_pem)
-    return ssl.CertificateOptions(
-        privateKey=certificate.privateKey.original,
-        certificate=certificate.original,
-        verify=True,
-        caCerts=[certificate.original],
-        requireCertificate=True,
-    )
-
-
 class ClusterNode(Service):
     """
     Links one server to the rest of its cluster.
@@ -121,7 +106,7 @@ class ClusterNode(Service):
         self.reactor = app.reactor
         cluster = app.cluster
         self.use_master = use_master and bool(cluster.master_port)
-        self.tls = _tls_options(cluster.node_tls_cert, cluster.node_tls_key) if cluster.node_tls_cert else None
+        self.tls = node_tls_options(cluster) if cluster.node_tls_cert else None
         self.node_server = NodeServer(app.server_id, cluster.secret, self._known, self, self.reactor)
         self.links: dict[str, NodeLink] = {}
         self.remotes: dict[str, Callable[..., Any]] = {}
@@ -199,11 +184,13 @@ class ClusterNode(Service):
         super().stopService()
         if self._orphan_check is not None and self._orphan_check.running:
             self._orphan_check.stop()
-        for link in [*self.links.values(), *([self.master_link] if self.master_link else [])]:
-            link.stop()
+        links = [*self.links.values(), *([self.master_link] if self.master_link else [])]
         self.links.clear()
         port, self._port = self._port, None
-        return maybeDeferred(port.stopListening) if port is not None else succeed(None)
+        waits = [link.stop() for link in links]
+        if port is not None:
+            waits.append(maybeDeferred(port.stopListening))
+        return DeferredList(waits).addCallback(lambda _: None)
 
     def _check_parent(self, parent: int) -> None:
         if os.getppid() != parent:
@@ -269,8 +256,7 @@ class ClusterNode(Service):
                 await _settle(hook(call))
             payload = wire.encode_call(call.route, call.args)
             if call.server_id == self.app.server_id:
-                name, args = wire.decode_call(payload)
-                call.result = serializer.loads(await self._run_remote(name, args))
+                call.result = serializer.loads(await self._run_local(payload))
             else:
                 link = self.links.get(call.server_id)
                 if link is None:
@@ -322,6 +308,25 @@ class ClusterNode(Service):
                 return fail(GamenetError(f"{self.app.server_id} is not a frontend", 400))
             return maybeDeferred(self.sys.call, name, args).addCallback(serializer.dumps)
         return fail(GamenetError(f"unknown call kind {kind}", 400))
+
+    async def _run_local(self, payload: bytes) -> bytes:
+        # A call to this very server fails as a call to another one would.
+        try:
+            return await self._run_remote(*wire.decode_call(payload))
+        except Exception as e:
+            if not isinstance(e, GamenetError):
+                log.failure("local remote call failed on {server_id}", server_id=self.app.server_id)
+                e = GamenetError()
+            raise RemoteError(e.message, e.code, type(e).__name__, self.app.server_id) from None
+
+    async def drain(self, timeout: float = 2.0) -> None:
+        """
+        Wait until the calls already sent have answers (or C{timeout} passes),
+        so that work started by closing clients reaches other servers.
+        """
+        deadline = self.reactor.seconds() + timeout
+        while any(link.busy for link in self.links.values()) and self.reactor.seconds() < deadline:
+            await deferLater(self.reactor, 0.05, lambda: None)
 
     async def _run_remote(self, route: str, args: list[Any]) -> bytes:
         function = self.remotes.get(route)

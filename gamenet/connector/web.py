@@ -33,6 +33,14 @@ class WebListener(Service):
 
     def privilegedStartService(self) -> None:
         super().privilegedStartService()
+        self._listen()
+
+    def startService(self) -> None:
+        if self.port is None:
+            self._listen()
+        super().startService()
+
+    def _listen(self) -> None:
         site = Site(File(self.root))
         site.noisy = False
         try:

@@ -5,6 +5,7 @@ Pomelo packages, as the Pomelo, pinus and Pitaya web clients send them.
 
 from __future__ import annotations
 
+import struct
 from typing import Any
 
 from fnmatch import fnmatchcase
@@ -18,6 +19,20 @@ from .connection import Connection
 from .frontend import Frontend
 
 log = Logger()
+
+
+def binary_frame(data: bytes) -> bytes:
+    """
+    C{data} as one final, unmasked binary frame (RFC 6455 section 5.2), the
+    bytes Autobahn's C{sendMessage} writes for it when no extension is in use
+    and messages are not fragmented.
+    """
+    size = len(data)
+    if size < 126:
+        return bytes((0x82, size)) + data
+    if size < 0x10000:
+        return struct.pack("!BBH", 0x82, 126, size) + data
+    return struct.pack("!BBQ", 0x82, 127, size) + data
 
 
 class WebSocketLink(WebSocketServerProtocol):
@@ -58,8 +73,13 @@ class WebSocketLink(WebSocketServerProtocol):
         self.connection.connection_lost()
 
     def send(self, data: bytes) -> None:
+        # The frame is built here rather than by sendMessage, whose generic
+        # path (compression, fragmentation, debug logging) costs about as much
+        # CPU as the rest of gamenet's handling of a request (see
+        # doc/benchmarks.md). The bytes are the same: WebSocketFactory
+        # negotiates no extension and never fragments.
         if self.state == WebSocketServerProtocol.STATE_OPEN:
-            self.sendMessage(data, isBinary=True)
+            self.transport.write(binary_frame(data))
 
     def close(self) -> None:
         if self.state == WebSocketServerProtocol.STATE_OPEN:
@@ -93,6 +113,9 @@ class WebSocketFactory(WebSocketServerFactory):
             autoPingInterval=0,
             failByDrop=False,
             tcpNoDelay=True,
+            # WebSocketLink.send writes plain frames: keep both off.
+            perMessageCompressionAccept=lambda offers: None,
+            autoFragmentSize=0,
         )
 
     def buildProtocol(self, addr: Any) -> WebSocketLink | None:
