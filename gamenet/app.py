@@ -13,6 +13,7 @@ from twisted.logger import Logger
 
 from .channel import ChannelService
 from .cluster import BackendSessionService, ClusterNode
+from .cluster.registry import ServerRegistry
 from .component import CONFIGURE, HANDLER, REMOTE, SESSION_LEARNER, Bound
 from .config import ClusterConfig, ServerConfig
 from .connector import ClientListener, Frontend
@@ -41,6 +42,7 @@ class Application(MultiService):
     One gamenet server (Pomelo's C{app}, in Python names).
 
     @ivar cluster: the whole cluster file.
+    @ivar registry: the servers this server knows now (see L{servers}).
     @ivar env: the environment name (C{--env}, else C{[cluster] env}).
     @ivar sessions: the L{SessionService} (frontends only, else C{None}).
     @ivar frontend: the client connections' shared state (frontends only).
@@ -75,6 +77,7 @@ class Application(MultiService):
         self.reactor = reactor
         self.cluster = cluster
         self.server = cluster.server(server_id)
+        self.registry = ServerRegistry(cluster.servers)
         self.setName(server_id)
         self.env = env or cluster.env
         self.hooks = HookRegistry()
@@ -131,21 +134,40 @@ class Application(MultiService):
     @property
     def servers(self) -> dict[str, ServerConfig]:
         """
-        Every server of the cluster by id.
+        Every server of the cluster by id, as this server knows them now.
         """
-        return {server.id: server for server in self.cluster.servers}
+        return dict(self.registry.servers)
 
     def servers_by_type(self, server_type: str) -> list[ServerConfig]:
         """
         The servers of one type.
         """
-        return self.cluster.servers_by_type(server_type)
+        return self.registry.by_type(server_type)
 
     def server_by_id(self, server_id: str) -> ServerConfig | None:
         """
         A server by id, or C{None}.
         """
-        return self.servers.get(server_id)
+        return self.registry.get(server_id)
+
+    def add_servers(self, servers: list[ServerConfig]) -> None:
+        """
+        Add servers to the cluster at run time (or update their
+        configuration); links to them are made at once.
+        """
+        self.registry.add(servers)
+
+    def remove_servers(self, server_ids: list[str]) -> None:
+        """
+        Remove servers from the cluster at run time; their links are closed.
+        """
+        self.registry.remove(server_ids)
+
+    def replace_servers(self, servers: list[ServerConfig]) -> None:
+        """
+        Make the cluster exactly C{servers} (this server stays).
+        """
+        self.registry.replace([*servers, *([] if any(s.id == self.server_id for s in servers) else [self.server])])
 
     @property
     def is_frontend(self) -> bool:

@@ -48,10 +48,12 @@ def child_command(cluster: ClusterConfig, server: ServerConfig, env: str | None)
     """
     How the master starts one server: C{twistd} in the foreground with the same
     plugin and C{--server}, so that a port that cannot be opened ends the
-    child with a message (and the master restarts it with backoff).
+    child with a message (and the master restarts it with backoff). The child
+    runs in a session of its own, so that a Ctrl-C in the master's terminal
+    reaches only the master, which then stops the servers in order.
     """
-    args = [sys.executable, "-c", "from twisted.scripts.twistd import run; run()", "--nodaemon", "--pidfile=",
-            "gamenet", "--config", os.path.abspath(cluster.path), "--server", server.id]
+    args = [sys.executable, "-c", "import os; os.setsid(); from twisted.scripts.twistd import run; run()",
+            "--nodaemon", "--pidfile=", "gamenet", "--config", os.path.abspath(cluster.path), "--server", server.id]
     if env:
         args += ["--env", env]
     return args

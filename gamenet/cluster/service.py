@@ -121,7 +121,7 @@ class ClusterNode(Service):
         self._orphan_check: LoopingCall | None = None
 
     def _known(self, server_id: str) -> bool:
-        return server_id in self.app.servers
+        return server_id in self.app.registry
 
     # Listening and linking
 
@@ -159,14 +159,9 @@ class ClusterNode(Service):
             self.listen()
         super().startService()
         timeout = self.app.cluster.rpc_timeout
-        for server in self.app.cluster.servers:
-            if server.id == self.app.server_id:
-                continue
-            link = NodeLink(self.app.server_id, server.id, self.app.cluster.secret, self._connect(server),
-                            self.reactor, timeout)
-            link.listeners.append(self._link_changed)
-            self.links[server.id] = link
-            link.start()
+        for server in self.app.registry:
+            self._link_to(server)
+        self.app.registry.listeners.append(self._servers_changed)
         if self.use_master:
             cluster = self.app.cluster
             master = ServerConfig(MASTER_ID, MASTER_ID, cluster.master_host, cluster.master_port)
@@ -180,8 +175,27 @@ class ClusterNode(Service):
             self._orphan_check.clock = self.reactor
             self._orphan_check.start(1.0, now=False)
 
+    def _link_to(self, server: ServerConfig) -> None:
+        if server.id == self.app.server_id:
+            return
+        link = NodeLink(self.app.server_id, server.id, self.app.cluster.secret, self._connect(server),
+                        self.reactor, self.app.cluster.rpc_timeout)
+        link.listeners.append(self._link_changed)
+        self.links[server.id] = link
+        link.start()
+
+    def _servers_changed(self, added: list[ServerConfig], removed: list[ServerConfig]) -> None:
+        for server in removed:
+            link = self.links.pop(server.id, None)
+            if link is not None:
+                link.stop()
+        for server in added:
+            self._link_to(server)
+
     def stopService(self) -> Deferred[None]:  # type: ignore[override]
         super().stopService()
+        if self._servers_changed in self.app.registry.listeners:
+            self.app.registry.listeners.remove(self._servers_changed)
         if self._orphan_check is not None and self._orphan_check.running:
             self._orphan_check.stop()
         links = [*self.links.values(), *([self.master_link] if self.master_link else [])]
@@ -210,7 +224,7 @@ class ClusterNode(Service):
         added, removed = new - self.membership, self.membership - new
         self.membership = new
         if added:
-            self.app.emit("add_servers", [self.app.servers[i] for i in sorted(added) if i in self.app.servers])
+            self.app.emit("add_servers", [self.app.registry.get(i) for i in sorted(added) if i in self.app.registry])
         if removed:
             self.app.emit("remove_servers", sorted(removed))
 

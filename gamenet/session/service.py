@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator
 from twisted.internet.defer import Deferred, DeferredList, succeed
 from twisted.logger import Logger
 
+from .keeper import SettingsKeeper
 from .session import ClientLink, Session
 
 if TYPE_CHECKING:
@@ -25,6 +26,7 @@ class SessionService:
     @ivar single_session: when true, binding a uid that another session of
         this frontend holds kicks that older session with reason C{"replaced"}.
     @ivar learners: told of every session that opens and closes.
+    @ivar keeper: stores bound sessions' settings, when the cluster has storage.
     @ivar encode_push: set by the connector: encodes a push once for many
         sessions, or returns C{None} when send hooks apply to the route.
     @ivar emit: called as C{emit(event, *args)} for C{bind_session},
@@ -45,6 +47,7 @@ class SessionService:
         self._by_uid: dict[str, list[Session]] = {}
         self._ids = itertools.count(1)
         self.encode_push: Callable[[str, Any], bytes | None] | None = None
+        self.keeper: SettingsKeeper | None = None
 
     def __len__(self) -> int:
         return len(self._sessions)
@@ -154,15 +157,20 @@ class SessionService:
                 other.kick("replaced")
         session.uid = uid
         self._by_uid.setdefault(uid, []).append(session)
+        return Deferred.fromCoroutine(self._restore(session, uid))
+
+    async def _restore(self, session: Session, uid: str) -> None:
+        if self.keeper is not None:
+            await self.keeper.restore(session)
         self.emit("bind_session", session, uid)
-        return self._commit(session)
 
     def _unbind(self, session: Session) -> Deferred[None]:
         uid = session.uid
+        assert uid is not None
         self._forget_uid(session)
         session.uid = None
         self.emit("unbind_session", session, uid)
-        return succeed(None)
+        return self.keeper.forget(session, uid) if self.keeper is not None else succeed(None)
 
     def _forget_uid(self, session: Session) -> None:
         sessions = self._by_uid.get(session.uid, [])  # type: ignore[arg-type]
@@ -172,4 +180,4 @@ class SessionService:
             self._by_uid.pop(session.uid, None)  # type: ignore[arg-type]
 
     def _commit(self, session: Session) -> Deferred[None]:
-        return succeed(None)
+        return self.keeper.changed(session) if self.keeper is not None else succeed(None)

@@ -16,6 +16,8 @@ if TYPE_CHECKING:
 
 log = Logger()
 
+_MISSING = object()
+
 
 class ClientLink(Protocol):
     """
@@ -122,8 +124,10 @@ class Session:
     def set(self, key: str, value: Any) -> None:
         """
         Set a setting (plain JSON-able values only: they travel to backends).
+        On the frontend the change is live at once, and stored when bound.
         """
         self.settings[key] = value
+        self._service._commit(self)
 
     def get(self, key: str, default: Any = None) -> Any:
         """
@@ -133,9 +137,10 @@ class Session:
 
     def delete(self, key: str) -> None:
         """
-        Remove a setting, if present.
+        Remove a setting, if present; stored when bound.
         """
-        self.settings.pop(key, None)
+        if self.settings.pop(key, _MISSING) is not _MISSING:
+            self._service._commit(self)
 
     def push(self, *keys: str) -> Deferred[None]:
         """
