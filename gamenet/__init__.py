@@ -15,6 +15,7 @@ from .component import (
     remote,
     route_handler,
     session_learner,
+    storage_handler,
 )
 from .config import ClusterConfig, ConfigError, FrontendOptions, ServerConfig
 from .dispatch import Request
@@ -70,4 +71,5 @@ __all__ = [
     "remote",
     "route_handler",
     "session_learner",
+    "storage_handler",
 ]

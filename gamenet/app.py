@@ -14,15 +14,17 @@ from twisted.logger import Logger
 from .channel import ChannelService
 from .cluster import BackendSessionService, ClusterNode
 from .cluster.registry import ServerRegistry
-from .component import CONFIGURE, HANDLER, REMOTE, SESSION_LEARNER, Bound
+from .component import CONFIGURE, HANDLER, REMOTE, SESSION_LEARNER, STORAGE, Bound
 from .config import ClusterConfig, ServerConfig
 from .connector import ClientListener, Frontend
 from .connector.web import WebListener
 from .dispatch import Dispatcher
 from .hooks import HookRegistry
-from .interfaces import IRegistration, ISessionLearner
+from .interfaces import IRegistration, ISessionLearner, IStorageHandler
 from .protocol.routes import RouteDictionary
 from .session import SessionService
+from .session.keeper import SettingsKeeper
+from .storage import shared_memory_storage
 
 log = Logger()
 
@@ -300,7 +302,7 @@ class Application(MultiService):
             if registration.kind == CONFIGURE:
                 self.configure(registration.env, registration.server_type, registration.target)
         for registration in self._registrations:
-            if registration.kind == CONFIGURE or registration.server_type not in (self.server_type, None):
+            if registration.kind in (CONFIGURE, STORAGE) or registration.server_type not in (self.server_type, None):
                 continue
             bound = registration.bind(self)
             self.components.append(bound)
@@ -458,10 +460,32 @@ class Application(MultiService):
                 self.server_id, options, self.dictionary, self.dispatcher, self.sessions, self.hooks, self.reactor
             )
             self.frontend.handshake_validators = self._handshake_validators
+            cluster = self.cluster
+            self.sessions.keeper = SettingsKeeper(
+                self._storage_handler(), self.sessions, self.reactor, cluster.storage_timeout,
+                cluster.storage_heartbeat,
+            )
+            self.sessions.keeper.setServiceParent(self)
             ClientListener(self.server, self.frontend, self.reactor).setServiceParent(self)
             if options.web_port:
                 WebListener(self.server_id, options.web_root, self.server.host, options.web_port,
                             self.reactor).setServiceParent(self)
+
+    def _storage_handler(self) -> IStorageHandler:
+        cluster = self.cluster
+        if cluster.storage == "memory":
+            return shared_memory_storage(cluster.name, cluster.storage_ttl, self.reactor)
+        if cluster.storage == "redis":
+            from .storage.redis import RedisStorage
+
+            return RedisStorage.for_cluster(cluster, self.reactor)
+        for registration in self._registrations:
+            if registration.kind == STORAGE and registration.name == cluster.storage:
+                handler = registration.bind(self).instance
+                if not IStorageHandler.providedBy(handler):
+                    raise TypeError(f"storage {cluster.storage!r}: {handler!r} does not provide IStorageHandler")
+                return handler
+        raise ValueError(f"storage {cluster.storage!r}: not memory, redis, or a storage plugin of the game")
 
     def privilegedStartService(self) -> None:
         self._prepare()

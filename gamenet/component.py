@@ -32,6 +32,7 @@ HANDLER = "handler"
 REMOTE = "remote"
 SESSION_LEARNER = "session_learner"
 CONFIGURE = "configure"
+STORAGE = "storage"
 
 
 class Component:
@@ -140,7 +141,7 @@ class Registration:
     """
     A component to make for each server of C{server_type}.
 
-    @ivar kind: L{HANDLER}, L{REMOTE}, L{SESSION_LEARNER} or L{CONFIGURE}.
+    @ivar kind: L{HANDLER}, L{REMOTE}, L{SESSION_LEARNER}, L{CONFIGURE} or L{STORAGE}.
     @ivar target: a class (called with the app), an object (used as it is), or a function.
     @ivar mode: C{"shared"}, C{"controller"} or C{"function"}.
     @ivar only: the Python method names to expose, or C{None} for all public ones.
@@ -283,6 +284,15 @@ def session_learner(target: Any, server_type: str | None = None) -> Registration
     A session learner on the frontends of C{server_type} (every frontend when C{None}).
     """
     return Registration(SESSION_LEARNER, server_type, default_name(target), target, "shared", ())
+
+
+def storage_handler(target: Any, name: str) -> Registration:
+    """
+    A game's own session storage, used when the cluster file says
+    C{storage = <name>}: a class called with the app, or an object, providing
+    L{gamenet.interfaces.IStorageHandler}.
+    """
+    return Registration(STORAGE, None, name, target, "shared", ())
 
 
 def configure(function: Callable[[Any], Any], server_type: str | None = None, env: str | None = None) -> Registration:

@@ -101,6 +101,13 @@ class ClusterConfig:
     @ivar rpc_timeout: seconds a call between servers may take.
     @ivar node_tls_cert: a PEM certificate every node presents and trusts on
         node links; with C{node_tls_key}, node links use TLS.
+    @ivar storage: where bound sessions' settings are kept: C{memory},
+        C{redis}, or the name of a game's storage plugin.
+    @ivar storage_ttl: seconds a stored record lives after its last write or heartbeat.
+    @ivar storage_heartbeat: seconds between heartbeats of a bound session's record.
+    @ivar storage_timeout: seconds any storage call may take.
+    @ivar discovery: C{static} (the servers of this file) or C{redis}.
+    @ivar discovery_ttl: seconds a server's registration in Redis lives unless renewed.
     """
 
     path: str
@@ -116,6 +123,16 @@ class ClusterConfig:
     rpc_timeout: float = 10.0
     node_tls_cert: str = ""
     node_tls_key: str = ""
+    storage: str = "memory"
+    storage_ttl: float = 600.0
+    storage_heartbeat: float = 60.0
+    storage_timeout: float = 2.0
+    discovery: str = "static"
+    discovery_ttl: float = 10.0
+    redis_host: str = "127.0.0.1"
+    redis_port: int = 6379
+    redis_db: int = 0
+    redis_password: str = ""
 
     def server(self, server_id: str) -> ServerConfig:
         """
@@ -198,14 +215,27 @@ def _words(value: str) -> tuple[str, ...]:
     return tuple(word for word in value.replace(",", " ").split() if word)
 
 
-def _transport(value: str) -> str:
-    if value not in TRANSPORTS:
-        raise ValueError(f"{value!r} is not one of {', '.join(TRANSPORTS)}")
-    return value
+def _choice(*allowed: str) -> Callable[[str], str]:
+    def check(value: str) -> str:
+        if value not in allowed:
+            raise ValueError(f"{value!r} is not one of {', '.join(allowed)}")
+        return value
+
+    return check
+
+
+def _whole(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise ValueError(f"not a whole number: {value!r}") from None
+    if number < 0:
+        raise ValueError(f"must not be negative, not {number}")
+    return number
 
 
 _FRONTEND_KEYS: dict[str, Callable[[str], Any]] = {
-    "transport": _transport,
+    "transport": _choice(*TRANSPORTS),
     "client_host": str,
     "heartbeat": _seconds,
     "handshake_timeout": _positive_seconds,
@@ -234,6 +264,16 @@ _CLUSTER_KEYS: dict[str, Callable[[str], Any]] = {
     "rpc_timeout": _positive_seconds,
     "node_tls_cert": str,
     "node_tls_key": str,
+    "storage": _text,
+    "storage_ttl": _positive_seconds,
+    "storage_heartbeat": _positive_seconds,
+    "storage_timeout": _positive_seconds,
+    "discovery": _choice("static", "redis"),
+    "discovery_ttl": _positive_seconds,
+    "redis_host": _text,
+    "redis_port": _port,
+    "redis_db": _whole,
+    "redis_password": str,
 }
 _SERVER_KEYS: dict[str, Callable[[str], Any]] = {
     "type": _text,
@@ -244,6 +284,10 @@ _SERVER_KEYS: dict[str, Callable[[str], Any]] = {
     "auto_restart": _bool,
     **_FRONTEND_KEYS,
 }
+_STORAGE_KEYS = (
+    "storage", "storage_ttl", "storage_heartbeat", "storage_timeout", "discovery", "discovery_ttl",
+    "redis_host", "redis_port", "redis_db", "redis_password",
+)
 _REQUIRED_CLUSTER = ("name",)
 _REQUIRED_SERVER = ("type", "host", "node_port")
 
@@ -381,6 +425,7 @@ def _validate(path: str, parser: configparser.ConfigParser, environ: Mapping[str
         rpc_timeout=cluster.get("rpc_timeout", 10.0),
         node_tls_cert=_relative(path, cluster["node_tls_cert"]) if cluster.get("node_tls_cert") else "",
         node_tls_key=_relative(path, cluster["node_tls_key"]) if cluster.get("node_tls_key") else "",
+        **{key: cluster[key] for key in _STORAGE_KEYS if key in cluster},
     )
 
 

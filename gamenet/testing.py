@@ -19,7 +19,10 @@ L{start_server} starts one server on real loopback sockets instead.
 
 from __future__ import annotations
 
+import shutil
 import socket
+import subprocess
+import time
 from typing import Any, Iterable
 
 from twisted.internet.defer import Deferred, fail, succeed
@@ -39,6 +42,7 @@ __all__ = [
     "backend",
     "client_port",
     "cluster_config",
+    "RedisServer",
     "free_ports",
     "frontend",
     "start_server",
@@ -115,6 +119,69 @@ def client_port(app: Application) -> int:
         if port is not None:
             return int(port.getHost().port)
     raise ValueError(f"{app} is not listening for clients")
+
+
+class RedisServer:
+    """
+    A private C{redis-server} for a test, on a free loopback port, keeping
+    nothing on disk. It can be killed and started again on the same port.
+
+    @ivar port: its port.
+    """
+
+    def __init__(self, executable: str = "redis-server") -> None:
+        path = shutil.which(executable)
+        if path is None:
+            raise RuntimeError("redis-server is not installed (scripts/test installs it)")
+        self.executable = path
+        self.port = free_ports(1)[0]
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 10.0) -> None:
+        """
+        Start it and wait until it answers PING.
+        """
+        self.process = subprocess.Popen(
+            [self.executable, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+             "--daemonize", "no", "--loglevel", "warning"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as s:
+                    s.sendall(b"PING\r\n")
+                    if s.recv(16).startswith(b"+PONG"):
+                        return
+            except OSError:
+                pass
+            if self.process.poll() is not None:
+                break
+            time.sleep(0.02)
+        self.stop()
+        raise RuntimeError(f"redis-server did not start on port {self.port}")
+
+    def stop(self) -> None:
+        """
+        Kill it (SIGKILL: what it had is gone) and wait until it has exited.
+        """
+        process, self.process = self.process, None
+        if process is not None and process.poll() is None:
+            process.kill()
+            process.wait(10)
+
+    def command(self, *args: str) -> bytes:
+        """
+        Run one command with a plain socket and return the raw reply (for
+        tests that look at Redis from outside gamenet).
+        """
+        parts = [f"*{len(args)}\r\n".encode()]
+        for arg in args:
+            data = arg.encode("utf-8")
+            parts.append(b"$%d\r\n%s\r\n" % (len(data), data))
+        with socket.create_connection(("127.0.0.1", self.port), timeout=2) as s:
+            s.sendall(b"".join(parts))
+            return s.recv(65536)
 
 
 class _ClientFactory(Factory):

@@ -12,9 +12,14 @@ semantics made right.
  - On unbind (an explicit logout), the record is deleted.
 
 The storage is never in the way of a player: every call is bounded by
-C{timeout}; a failed call is logged and counted in C{metrics}, the session
-goes on from memory, and the last settings of a session whose write failed
-are written again every C{retry_interval} seconds until the storage answers.
+C{timeout}, and once a call has failed the storage counts as down: later
+calls do not wait for it at all until a retry gets an answer. A failed call
+is logged and counted in C{metrics}; the session goes on from memory. Every
+C{retry_interval} seconds the keeper retries what is owed: the query of a
+session whose stored settings could not be read (it is not written before
+that, so that its record is never overwritten by a partial one), then the
+last settings of every session whose write failed. So nothing a session
+committed is lost while the frontend runs.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import TYPE_CHECKING, Any
 
+from twisted.application.service import Service
 from twisted.internet.defer import Deferred, maybeDeferred, succeed
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
@@ -35,9 +41,10 @@ if TYPE_CHECKING:
 log = Logger()
 
 
-class SettingsKeeper:
+class SettingsKeeper(Service):
     """
-    Stores the settings of one frontend's bound sessions.
+    Stores the settings of one frontend's bound sessions; a service of its
+    application, stopped after the clients are gone so that it writes last.
 
     @ivar metrics: counters C{storage_writes}, C{storage_errors},
         C{storage_queries}, C{storage_restored}, C{storage_deletes},
@@ -62,6 +69,8 @@ class SettingsKeeper:
         self._waiters: list[Deferred[None]] = []
         self._flush_call: Any = None
         self._dirty: dict[str, Session] = {}
+        self._unrestored: dict[str, Session] = {}
+        self.healthy = True
         self._heartbeats = LoopingCall(self._heartbeat)
         self._heartbeats.clock = clock
         self._heartbeat_interval = heartbeat_interval
@@ -69,17 +78,19 @@ class SettingsKeeper:
         self._retries.clock = clock
         self._retry_interval = retry_interval
 
-    def start(self) -> None:
+    def startService(self) -> None:
         """
         Start the heartbeats and retries.
         """
+        super().startService()
         self._heartbeats.start(self._heartbeat_interval, now=False)
         self._retries.start(self._retry_interval, now=False)
 
-    def stop(self) -> Deferred[None]:
+    def stopService(self) -> Deferred[None]:  # type: ignore[override]
         """
         Stop, after one last write of what changed.
         """
+        super().stopService()
         for call in (self._heartbeats, self._retries):
             if call.running:
                 call.stop()
@@ -90,24 +101,46 @@ class SettingsKeeper:
 
     def _failed(self, failure: Failure, what: str, uid: str | None) -> None:
         self.metrics["storage_errors"] += 1
-        log.warn("storage {what} for {uid} failed: {error}", what=what, uid=uid, error=failure.getErrorMessage())
+        if self.healthy:
+            self.healthy = False
+            log.warn("storage is failing ({what} for {uid}: {error}); sessions go on from memory and "
+                     "changes are written when it answers again", what=what, uid=uid,
+                     error=failure.getErrorMessage())
+
+    def _answered(self) -> None:
+        if not self.healthy:
+            self.healthy = True
+            log.info("storage answers again")
 
     async def restore(self, session: Session) -> None:
         """
-        Merge the stored settings of the session's uid under its live ones.
+        Merge the stored settings of the session's uid under its live ones,
+        then store the result. With the storage down, the query is owed and
+        retried later.
         """
         uid = session.uid
+        assert uid is not None
+        if not self.healthy:
+            self._unrestored[uid] = session
+            return
+        if await self._query(session, uid):
+            self.changed(session)
+
+    async def _query(self, session: Session, uid: str) -> bool:
         self.metrics["storage_queries"] += 1
         try:
             stored = await self._bounded(self.handler.query(uid))
         except Exception:
             self._failed(Failure(), "query", uid)
-            stored = None
+            self._unrestored[uid] = session
+            return False
+        self._answered()
+        self._unrestored.pop(uid, None)
         if isinstance(stored, dict) and stored and not session.closed and session.uid == uid:
             self.metrics["storage_restored"] += 1
             for key, value in stored.items():
                 session.settings.setdefault(key, value)
-        await self.changed(session)
+        return True
 
     def changed(self, session: Session) -> Deferred[None]:
         """
@@ -116,7 +149,10 @@ class SettingsKeeper:
         @return: a Deferred firing once stored, or once the write failed (it
             is then retried), never later than C{timeout}.
         """
-        if session.uid is None:
+        if session.uid is None or session.uid in self._unrestored:
+            return succeed(None)
+        if not self.healthy:
+            self._dirty[session.uid] = session
             return succeed(None)
         self._changed[session.id] = session
         d: Deferred[None] = Deferred()
@@ -146,6 +182,7 @@ class SettingsKeeper:
         d = self._bounded(self.handler.storage(session))
 
         def stored(_: Any) -> None:
+            self._answered()
             if self._dirty.get(uid) is session:
                 del self._dirty[uid]
 
@@ -160,19 +197,34 @@ class SettingsKeeper:
         The session unbound C{uid} (a logout): delete its record.
         """
         self._dirty.pop(uid, None)
+        self._unrestored.pop(uid, None)
         self.metrics["storage_deletes"] += 1
         return self._bounded(self.handler.delete(_Record(uid, session))).addErrback(self._failed, "delete", uid)
 
     def _heartbeat(self) -> None:
+        if not self.healthy:
+            return
         for session in self.sessions:
             if session.uid is not None:
                 self.metrics["storage_heartbeats"] += 1
                 self._bounded(self.handler.heartbeat(session)).addErrback(self._failed, "heartbeat", session.uid)
 
-    def _retry(self) -> None:
+    def _retry(self) -> Deferred[None]:
+        return Deferred.fromCoroutine(self._pay_debts())
+
+    async def _pay_debts(self) -> None:
+        for uid, session in list(self._unrestored.items()):
+            if session.uid != uid or session.closed:
+                del self._unrestored[uid]
+            elif await self._query(session, uid):
+                self._dirty[uid] = session
+            else:
+                return
         for uid, session in list(self._dirty.items()):
             if session.uid == uid:
-                self._store(session)
+                await self._store(session)
+                if not self.healthy:
+                    return
             else:
                 del self._dirty[uid]
 
