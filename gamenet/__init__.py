@@ -20,6 +20,7 @@ from .component import (
 from .config import ClusterConfig, ConfigError, FrontendOptions, ServerConfig
 from .dispatch import Request
 from .errors import BadRequest, GamenetError, Refused, RouteNotFound, Timeout, Unavailable
+from .global_channel import GlobalChannel, GlobalChannelService
 from .hooks import DROP
 from .interfaces import (
     IComponent,
@@ -46,6 +47,8 @@ __all__ = [
     "ConfigError",
     "FrontendOptions",
     "GamenetError",
+    "GlobalChannel",
+    "GlobalChannelService",
     "Handler",
     "IComponent",
     "IFilter",

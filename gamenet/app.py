@@ -5,6 +5,7 @@ The Application: one server of the cluster, its settings, components and service
 from __future__ import annotations
 
 import inspect
+from functools import cached_property
 from typing import Any, Callable, Iterable
 
 from twisted.application.service import MultiService, Service
@@ -19,6 +20,7 @@ from .config import ClusterConfig, ServerConfig
 from .connector import ClientListener, Frontend
 from .connector.web import WebListener
 from .dispatch import Dispatcher
+from .global_channel import GlobalChannelService
 from .hooks import HookRegistry
 from .interfaces import IRegistration, ISessionLearner, IStorageHandler
 from .protocol.routes import RouteDictionary
@@ -215,6 +217,15 @@ class Application(MultiService):
         Pomelo's name for L{channels}.
         """
         return self.channels
+
+    @cached_property
+    def global_channels(self) -> GlobalChannelService:
+        """
+        Channels whose members are kept in the cluster's Redis, so that any
+        server can push to them (see L{gamenet.global_channel}); made on first
+        use, with its own Redis connection pool closed when the server stops.
+        """
+        return GlobalChannelService(self)
 
     def rpc_before(self, fn: Callable[..., Any], pattern: str = "*") -> Application:
         """

@@ -159,7 +159,7 @@ class Registration:
 
     def _python_names(self) -> list[str]:
         if self.mode == "function":
-            return [self.name_func_target]
+            return [self.function_method]
         names = public_methods(self.target)
         if self.only is not None:
             missing = set(self.only) - set(names)
@@ -169,7 +169,7 @@ class Registration:
         return names
 
     @property
-    def name_func_target(self) -> str:
+    def function_method(self) -> str:
         """
         For a single function, the method name its route ends with.
         """
@@ -191,7 +191,7 @@ class Registration:
         Make the component for one server.
         """
         if self.mode == "function":
-            return Bound(self, None, {self.name_func_target: self.target})
+            return Bound(self, None, {self.function_method: self.target})
         names = self._python_names()
         if self.mode == "controller":
             methods = {self._route_name(n): _PerRequest(self.target, app, n) for n in names}
@@ -200,9 +200,21 @@ class Registration:
         return Bound(self, instance, {self._route_name(n): getattr(instance, n) for n in names})
 
 
-def _check_name_func(name_func: Callable[[str], str] | None) -> None:
+def _methods_registration(
+    kind: str,
+    mode: str,
+    target: Any,
+    server_type: str,
+    name: str | None,
+    methods: Iterable[str] | None,
+    name_func: Callable[[str], str] | None,
+) -> Registration:
     if name_func is not None and not callable(name_func):
         raise TypeError("name_func must be callable")
+    return Registration(
+        kind, server_type, name or default_name(target), target, mode,
+        tuple(methods) if methods is not None else None, name_func,
+    )
 
 
 def handler(
@@ -222,11 +234,7 @@ def handler(
     @param methods: the Python method names to expose; by default every public method.
     @param name_func: renames methods for routes, e.g. C{str.lower}.
     """
-    _check_name_func(name_func)
-    return Registration(
-        HANDLER, server_type, name or default_name(target), target, "shared",
-        tuple(methods) if methods is not None else None, name_func,
-    )
+    return _methods_registration(HANDLER, "shared", target, server_type, name, methods, name_func)
 
 
 def controller(
@@ -243,11 +251,7 @@ def controller(
     """
     if not isinstance(target, type):
         raise TypeError("a controller is registered as a class")
-    _check_name_func(name_func)
-    return Registration(
-        HANDLER, server_type, name or default_name(target), target, "controller",
-        tuple(methods) if methods is not None else None, name_func,
-    )
+    return _methods_registration(HANDLER, "controller", target, server_type, name, methods, name_func)
 
 
 def route_handler(route: str, function: Callable[..., Any]) -> Registration:
@@ -270,13 +274,10 @@ def remote(
     name_func: Callable[[str], str] | None = None,
 ) -> Registration:
     """
-    A remote: its public methods are callable from other servers.
+    A remote: its public methods are callable from other servers. Its
+    arguments are C{handler}'s.
     """
-    _check_name_func(name_func)
-    return Registration(
-        REMOTE, server_type, name or default_name(target), target, "shared",
-        tuple(methods) if methods is not None else None, name_func,
-    )
+    return _methods_registration(REMOTE, "shared", target, server_type, name, methods, name_func)
 
 
 def session_learner(target: Any, server_type: str | None = None) -> Registration:

@@ -138,7 +138,7 @@ class IRouter(Interface):
         """
         @param server_type: the type called.
         @param route_param: the session, uid or other value the caller routes by.
-        @param servers: the servers of that type that are available, in cluster file order.
+        @param servers: the servers of that type that are available, sorted by id.
         @return: one of C{servers}, or its id.
         """
 

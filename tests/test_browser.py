@@ -20,16 +20,8 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import socket
-import subprocess
 import time
 from typing import Any
-
-try:
-    import fcntl
-except ImportError:  # not POSIX: no lock, parallel workers may race
-    fcntl = None  # type: ignore[assignment]
 
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
@@ -38,14 +30,15 @@ from twisted.internet.task import deferLater
 from twisted.trial.unittest import TestCase
 
 from gamenet.plugins import discover
-from gamenet.testing import backend, cluster_config, frontend, start_server
+from gamenet.testing import backend, cluster_config, free_ports, frontend, start_server
+
+from ._node import install, node_tools
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 BROWSER = os.path.join(HERE, "browser")
 SCRIPT = os.path.join(BROWSER, "chat.js")
 WEB_ROOT = os.path.join(os.path.dirname(HERE), "examples", "chat", "web")
 CHROMIUM = "/usr/bin/chromium"
-NPM_TIMEOUT = 180
 DRIVER_TIMEOUT = 90
 LINK_TIMEOUT = 15
 
@@ -53,78 +46,6 @@ CHECKS = [
     "browser", "page", "codec", "validation", "login ann", "members", "join notice",
     "broadcast", "private", "heartbeat", "duplicate", "leave", "page errors",
 ]
-
-
-def _node_tools() -> tuple[str, str]:
-    """
-    The C{node} and C{npm} executables.
-
-    @raise RuntimeError: one is not on C{PATH}.
-    """
-    node, npm = shutil.which("node"), shutil.which("npm")
-    if node is None or npm is None:
-        missing = " and ".join(name for name, path in (("node", node), ("npm", npm)) if path is None)
-        raise RuntimeError(
-            f"{missing} not found on PATH: the browser test needs Node.js (20 or later) and npm "
-            "to run tests/browser/chat.js; install them as the project's test set-up (scripts/test) does"
-        )
-    return node, npm
-
-
-def _installed() -> bool:
-    """
-    Whether C{tests/browser/node_modules} holds every dependency of the driver.
-    """
-    with open(os.path.join(BROWSER, "package.json"), encoding="utf-8") as f:
-        dependencies = json.load(f)["dependencies"]
-    return all(
-        os.path.exists(os.path.join(BROWSER, "node_modules", name, "package.json")) for name in dependencies
-    )
-
-
-def _install_node_modules(npm: str) -> None:
-    """
-    Install the driver's dependencies with C{npm ci} (C{npm install} without a
-    lock file) unless they are there; the lock held on C{package.json} keeps
-    parallel trial workers from installing at once.
-
-    @raise RuntimeError: npm failed or took longer than L{NPM_TIMEOUT} seconds.
-    """
-    with open(os.path.join(BROWSER, "package.json"), "rb") as lock:
-        if fcntl is not None:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-        if _installed():
-            return
-        has_lock = os.path.exists(os.path.join(BROWSER, "package-lock.json"))
-        command = [npm, "ci" if has_lock else "install", "--no-audit", "--no-fund"]
-        env = dict(os.environ, PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD="1")
-        try:
-            result = subprocess.run(
-                command, cwd=BROWSER, env=env, capture_output=True, text=True, timeout=NPM_TIMEOUT, check=False,
-            )
-        except subprocess.TimeoutExpired:
-            raise RuntimeError(f"{' '.join(command)} in {BROWSER} took longer than {NPM_TIMEOUT} s") from None
-        if result.returncode != 0 or not _installed():
-            raise RuntimeError(
-                f"{' '.join(command)} in {BROWSER} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}"
-            )
-
-
-def _free_ports(count: int) -> list[int]:
-    """
-    C{count} distinct loopback ports that were free a moment ago: each bound
-    to port 0 and closed, all held open together so none repeats.
-    """
-    sockets = []
-    try:
-        for _ in range(count):
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            s.bind(("127.0.0.1", 0))
-            sockets.append(s)
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
 
 
 class _Driver(ProcessProtocol):
@@ -168,16 +89,16 @@ class ChatPageTests(TestCase):
 
     async def setUp(self) -> None:
         try:
-            self.node, npm = _node_tools()
+            self.node, npm = node_tools("the browser test (tests/browser/chat.js)")
             if not os.access(CHROMIUM, os.X_OK):
                 raise RuntimeError(
                     f"{CHROMIUM} not found: the browser test drives Debian's Chromium; "
                     "install it with `apt-get install chromium` (scripts/test does)"
                 )
-            _install_node_modules(npm)
+            install(BROWSER, npm, dict(os.environ, PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD="1"))
         except RuntimeError as e:
             self.fail(str(e))
-        gate, c1, c2, web, *nodes = _free_ports(9)
+        gate, c1, c2, web, *nodes = free_ports(9)
         self.gate_port, self.web_port = gate, web
         cluster = cluster_config(
             frontend("gate-1", "gate", client_port=gate, node_port=nodes[0], use_dict=False,

@@ -12,7 +12,6 @@ TCP clients.
 
 from __future__ import annotations
 
-import socket
 
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred, DeferredList
@@ -22,7 +21,7 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 from examples.chat.dispatcher import dispatch
 from gamenet.client import Client
 from gamenet.plugins import discover
-from gamenet.testing import MemoryCluster, backend, cluster_config, frontend, start_server
+from gamenet.testing import MemoryCluster, backend, cluster_config, free_ports, frontend, start_server
 
 PLUGINS = ["examples.chat.plugins"]
 ROUTES = ["onChat", "onAdd", "onLeave"]
@@ -300,21 +299,6 @@ class ChatTests(SynchronousTestCase):
         answer = self.request(client, "chat.chatHandler.send", {"content": "hi", "target": "*"})
         self.assertEqual(answer, {"code": 500, "message": "not in a room"})
 
-
-def free_ports(count):
-    """
-    C{count} distinct loopback ports that were free a moment ago.
-    """
-    sockets = []
-    try:
-        for _ in range(count):
-            s = socket.socket()
-            s.bind(("127.0.0.1", 0))
-            sockets.append(s)
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
 
 
 WAIT = 10.0  # the longest any wait in the loopback test may take

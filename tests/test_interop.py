@@ -12,14 +12,7 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import subprocess
 from typing import Any
-
-try:
-    import fcntl
-except ImportError:  # not POSIX: no lock, parallel workers may race
-    fcntl = None  # type: ignore[assignment]
 
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
@@ -29,9 +22,10 @@ from twisted.trial.unittest import TestCase
 from gamenet import Handler, handler
 from gamenet.testing import client_port, cluster_config, frontend, start_server
 
+from ._node import install, node_tools
+
 INTEROP = os.path.join(os.path.dirname(os.path.abspath(__file__)), "interop")
 SCRIPT = os.path.join(INTEROP, "pomelo_client.js")
-NPM_TIMEOUT = 180
 
 HANDLER_ROUTES = {
     "connector.game.echo",
@@ -41,60 +35,6 @@ HANDLER_ROUTES = {
     "connector.game.kickme",
 }
 KICK_REASON = "kicked by gamenet: interop done"
-
-
-def _node_tools() -> tuple[str, str]:
-    """
-    The C{node} and C{npm} executables.
-
-    @raise RuntimeError: one is not on C{PATH}.
-    """
-    node, npm = shutil.which("node"), shutil.which("npm")
-    if node is None or npm is None:
-        missing = " and ".join(name for name, path in (("node", node), ("npm", npm)) if path is None)
-        raise RuntimeError(
-            f"{missing} not found on PATH: the interop tests need Node.js (20 or later) and npm "
-            "to run tests/interop/pomelo_client.js; install them as the project's test set-up does"
-        )
-    return node, npm
-
-
-def _installed() -> bool:
-    """
-    Whether C{tests/interop/node_modules} holds every dependency of the client.
-    """
-    with open(os.path.join(INTEROP, "package.json"), encoding="utf-8") as f:
-        dependencies = json.load(f)["dependencies"]
-    return all(
-        os.path.exists(os.path.join(INTEROP, "node_modules", name, "package.json")) for name in dependencies
-    )
-
-
-def _install_node_modules(npm: str) -> None:
-    """
-    Install the client's dependencies with C{npm ci} (C{npm install} without a
-    lock file) unless C{tests/interop/node_modules} has them; the lock held on
-    C{package.json} keeps parallel trial workers from installing at once.
-
-    @raise RuntimeError: npm failed or took longer than L{NPM_TIMEOUT} seconds.
-    """
-    with open(os.path.join(INTEROP, "package.json"), "rb") as lock:
-        if fcntl is not None:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-        if _installed():
-            return
-        has_lock = os.path.exists(os.path.join(INTEROP, "package-lock.json"))
-        command = [npm, "ci" if has_lock else "install", "--no-audit", "--no-fund"]
-        try:
-            result = subprocess.run(
-                command, cwd=INTEROP, capture_output=True, text=True, timeout=NPM_TIMEOUT, check=False,
-            )
-        except subprocess.TimeoutExpired:
-            raise RuntimeError(f"{' '.join(command)} in {INTEROP} took longer than {NPM_TIMEOUT} s") from None
-        if result.returncode != 0 or not _installed():
-            raise RuntimeError(
-                f"{' '.join(command)} in {INTEROP} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}"
-            )
 
 
 class Game(Handler):
@@ -147,8 +87,8 @@ class PomeloClientInteropTests(TestCase):
 
     async def setUp(self) -> None:
         try:
-            self.node, npm = _node_tools()
-            _install_node_modules(npm)
+            self.node, npm = node_tools("the interop test (tests/interop/pomelo_client.js)")
+            install(INTEROP, npm)
         except RuntimeError as e:
             self.fail(str(e))
         cluster = cluster_config(

@@ -30,6 +30,7 @@ from twisted.internet.task import deferLater
 from twisted.trial.unittest import TestCase
 
 from gamenet.client import Client
+from gamenet.testing import free_ports
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SECRET = "multiprocess-secret"
@@ -59,21 +60,6 @@ def environ(**extra: str) -> dict[str, str]:
     env.update(extra)
     return env
 
-
-def free_ports(count: int) -> list[int]:
-    """
-    C{count} distinct ports free on 127.0.0.1 just now.
-    """
-    sockets = []
-    try:
-        for _ in range(count):
-            s = socket.socket()
-            s.bind(("127.0.0.1", 0))
-            sockets.append(s)
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
 
 
 def accepts(port: int) -> bool:

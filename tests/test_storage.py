@@ -46,6 +46,10 @@ class Flaky:
     def _answer(self, value=None):
         if self.mode == "fail":
             return fail(ConnectionError("storage is down"))
+        if self.mode == "raise":
+            raise ConnectionError("storage is down, and says so at once")
+        if self.mode == "reject":
+            return fail(ValueError("cannot store that"))
         if self.mode == "hang":
             return Deferred()
         return succeed(value)
@@ -240,6 +244,67 @@ class FailingStorageTests(Base):
         self.assertEqual(answer, {"gold": 7, "room": "new"})
         self.assertEqual(FLAKY.records["cat"], {"gold": 7, "room": "new"})
         self.assertEqual(FLAKY.calls[0], ("query", "cat"))
+
+    def test_probe(self):
+        """
+        A failed heartbeat marks the storage down even when nothing is owed;
+        a retry probes it, and heartbeats resume once it answers.
+        """
+        client = self.cluster.client("connector-1")
+        self.request(client, "connector.game.login", {"uid": "dan"})
+        keeper = self.cluster.apps["connector-1"].sessions.keeper
+        FLAKY.mode = "fail"
+        self.cluster.reactor.advance(60)
+        self.cluster.flush()
+        self.assertFalse(keeper.healthy)
+        FLAKY.mode = "work"
+        self.cluster.advance(5.5)
+        self.assertTrue(keeper.healthy)
+        self.assertEqual(FLAKY.calls[-1], ("heartbeat", "dan"))
+
+    def test_deleteOwed(self):
+        """
+        A logout while the storage is down deletes the record once it is
+        back, and a login on that frontend meanwhile does not bring the old
+        settings back.
+        """
+        client = self.cluster.client("connector-1")
+        self.request(client, "connector.game.login", {"uid": "fay", "set": {"gold": 1}})
+        FLAKY.mode = "fail"
+        self.request(client, "connector.game.logout")
+        self.assertEqual(FLAKY.records, {"fay": {"gold": 1}})
+        FLAKY.mode = "work"
+        again = self.cluster.client("connector-1")
+        self.assertEqual(self.request(again, "connector.game.login", {"uid": "fay"}), {})
+        self.cluster.advance(5.5)
+        self.assertEqual(FLAKY.records, {"fay": {}})
+        self.assertEqual(self.request(again, "connector.game.settings"), {})
+
+    def test_raising(self):
+        """
+        A storage plugin that raises instead of failing its Deferred is
+        counted as down; the request does not hang.
+        """
+        FLAKY.mode = "raise"
+        client = self.cluster.client("connector-1")
+        self.assertEqual(self.request(client, "connector.game.login", {"uid": "gus", "set": {"a": 1}}), {"a": 1})
+        keeper = self.cluster.apps["connector-1"].sessions.keeper
+        self.assertEqual((keeper.healthy, keeper.metrics["storage_errors"]), (False, 1))
+
+    def test_rejected(self):
+        """
+        A value the storage refuses is counted and dropped, not retried, and
+        does not make the storage count as down.
+        """
+        client = self.cluster.client("connector-1")
+        self.request(client, "connector.game.login", {"uid": "hal"})
+        FLAKY.mode = "reject"
+        self.request(client, "connector.game.login", {"uid": "hal", "set": {"x": 1}})
+        keeper = self.cluster.apps["connector-1"].sessions.keeper
+        self.assertEqual((keeper.healthy, keeper.metrics["storage_rejected"]), (True, 1))
+        calls = len(FLAKY.calls)
+        self.cluster.advance(5.5)
+        self.assertEqual(len(FLAKY.calls), calls)
 
     def test_unknownStorage(self):
         """

@@ -24,6 +24,7 @@ from twisted.internet.task import deferLater
 from twisted.trial.unittest import TestCase
 
 from gamenet.client import Client
+from gamenet.testing import free_ports
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_CLUSTER = os.path.join(REPO, "etc", "cluster.ini")
@@ -51,21 +52,6 @@ def environ() -> dict[str, str]:
     env.pop("GAMENET_MASTER_PID", None)
     return env
 
-
-def free_ports(count: int) -> list[int]:
-    """
-    C{count} distinct ports free on 127.0.0.1 just now.
-    """
-    sockets = []
-    try:
-        for _ in range(count):
-            s = socket.socket()
-            s.bind(("127.0.0.1", 0))
-            sockets.append(s)
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
 
 
 # Keys whose values are ports to replace with free ones, and keys whose values

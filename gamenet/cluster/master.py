@@ -16,7 +16,6 @@ from typing import Any, Callable
 from twisted.application.service import MultiService, Service
 from twisted.cred.portal import IRealm, Portal
 from twisted.internet.defer import Deferred, DeferredList
-from twisted.internet.error import CannotListenError
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.runner.procmon import ProcessMonitor
@@ -24,6 +23,7 @@ from twisted.spread import pb
 from zope.interface import implementer
 
 from ..config import ClusterConfig, ServerConfig
+from ..connector.listener import ListenError, listen
 from .node import SecretChecker, node_tls_options
 
 log = Logger()
@@ -201,14 +201,10 @@ class MasterService(MultiService):
         factory.noisy = False
         cluster = self.cluster
         try:
-            if cluster.node_tls_cert:
-                self.port = self.reactor.listenSSL(cluster.master_port, factory, node_tls_options(cluster),
-                                                   interface=cluster.master_host)
-            else:
-                self.port = self.reactor.listenTCP(cluster.master_port, factory, interface=cluster.master_host)
-        except CannotListenError as e:
-            raise SystemExit(f"gamenet: the master cannot listen on {cluster.master_host}:"
-                             f"{cluster.master_port}: {e.socketError}") from None
+            self.port = listen(self.reactor, cluster.master_port, factory, cluster.master_host, "the master cannot listen",
+                               node_tls_options(cluster) if cluster.node_tls_cert else None)
+        except ListenError as e:
+            raise SystemExit(f"gamenet: {e}") from None
 
     def startService(self) -> None:
         # The children are told this process's id now, after twistd may have

@@ -12,12 +12,11 @@ from typing import TYPE_CHECKING, Any, Callable
 from twisted.application.service import Service
 from twisted.internet import endpoints
 from twisted.internet.defer import Deferred, DeferredList, fail, maybeDeferred, succeed
-from twisted.internet.error import CannotListenError
 from twisted.internet.task import LoopingCall, deferLater
 from twisted.logger import Logger
 
 from ..config import ServerConfig
-from ..connector import ListenError
+from ..connector.listener import listen
 from ..errors import GamenetError, RouteNotFound
 from ..protocol import serializer
 from ..protocol.message import NOTIFY, REQUEST, Message
@@ -105,7 +104,9 @@ class ClusterNode(Service):
         self.app = app
         self.reactor = app.reactor
         cluster = app.cluster
-        self.use_master = use_master and bool(cluster.master_port)
+        # With Redis discovery, membership comes from Redis: the master knows
+        # only the servers of its own file.
+        self.use_master = use_master and bool(cluster.master_port) and cluster.discovery == "static"
         self.tls = node_tls_options(cluster) if cluster.node_tls_cert else None
         self.node_server = NodeServer(app.server_id, cluster.secret, self._known, self, self.reactor)
         self.links: dict[str, NodeLink] = {}
@@ -119,6 +120,13 @@ class ClusterNode(Service):
         self._connect = connect or self._tcp_connect
         self._port: Any = None
         self._orphan_check: LoopingCall | None = None
+        # discovery = redis: the registry holds only this server until Redis
+        # tells of others (see gamenet.cluster.discovery).
+        self.discovery: Any = None
+        if cluster.discovery == "redis":
+            from .discovery import RedisDiscovery
+
+            self.discovery = RedisDiscovery(app)
 
     def _known(self, server_id: str) -> bool:
         return server_id in self.app.registry
@@ -138,16 +146,8 @@ class ClusterNode(Service):
         @raise ListenError: it cannot be opened.
         """
         server = self.app.server
-        try:
-            if self.tls is not None:
-                self._port = self.reactor.listenSSL(server.node_port, self.node_server.factory, self.tls,
-                                                    interface=server.host)
-            else:
-                self._port = self.reactor.listenTCP(server.node_port, self.node_server.factory,
-                                                    interface=server.host)
-        except CannotListenError as e:
-            raise ListenError(f"{server.id}: cannot listen for node links on {server.host}:{server.node_port}: "
-                              f"{e.socketError}") from None
+        self._port = listen(self.reactor, server.node_port, self.node_server.factory, server.host,
+                            f"{server.id}: cannot listen for node links", self.tls)
 
     def privilegedStartService(self) -> None:
         super().privilegedStartService()
@@ -162,6 +162,8 @@ class ClusterNode(Service):
         for server in self.app.registry:
             self._link_to(server)
         self.app.registry.listeners.append(self._servers_changed)
+        if self.discovery is not None:
+            self.discovery.startService()
         if self.use_master:
             cluster = self.app.cluster
             master = ServerConfig(MASTER_ID, MASTER_ID, cluster.master_host, cluster.master_port)
@@ -202,6 +204,8 @@ class ClusterNode(Service):
         self.links.clear()
         port, self._port = self._port, None
         waits = [link.stop() for link in links]
+        if self.discovery is not None and self.discovery.running:
+            waits.append(self.discovery.stopService())
         if port is not None:
             waits.append(maybeDeferred(port.stopListening))
         return DeferredList(waits).addCallback(lambda _: None)
@@ -232,9 +236,13 @@ class ClusterNode(Service):
 
     def available(self, server_type: str) -> list[ServerConfig]:
         """
-        The servers of a type that can take calls now (their link is up, or it is this server).
+        The servers of a type that can take calls now (their link is up, or
+        it is this server), sorted by id.
         """
-        return [server for server in self.app.servers_by_type(server_type) if server.id in self._available]
+        servers = [server for server in self.app.servers_by_type(server_type) if server.id in self._available]
+        # By id, so that every server of the cluster sees the same order,
+        # whatever order discovery told it of them.
+        return sorted(servers, key=lambda server: server.id)
 
     def pick(self, server_type: str, route_param: Any) -> ServerConfig:
         """

@@ -27,8 +27,23 @@ _FACTORIES = {"hybrid": HybridFactory, "websocket": WebSocketFactory, "tcp": TCP
 
 class ListenError(Exception):
     """
-    The client port could not be opened.
+    A port could not be opened.
     """
+
+
+def listen(reactor: Any, port: int, factory: Factory, interface: str, what: str, tls: Any = None) -> Any:
+    """
+    Open a TCP port, with TLS when C{tls} options are given.
+
+    @param what: the start of the error message, e.g. C{"chat-1: cannot listen for clients"}.
+    @raise ListenError: it cannot be opened; the message says why.
+    """
+    try:
+        if tls is not None:
+            return reactor.listenSSL(port, factory, tls, backlog=511, interface=interface)
+        return reactor.listenTCP(port, factory, backlog=511, interface=interface)
+    except CannotListenError as e:
+        raise ListenError(f"{what} on {interface}:{port}: {e.socketError}") from None
 
 
 class _TLSFactory(TLSMemoryBIOFactory):
@@ -59,7 +74,9 @@ class ClientListener(Service):
     Listens for clients on a frontend's client port.
 
     The port is opened in C{privilegedStartService}, so that a port in use stops
-    the server before it starts rather than leaving it running deaf.
+    the server before it starts rather than leaving it running deaf, but
+    connections are accepted only from C{startService} on, once the
+    application's components are ready.
     """
 
     def __init__(self, server: ServerConfig, frontend: Frontend, reactor: Any, interface: str = "") -> None:
@@ -72,23 +89,21 @@ class ClientListener(Service):
     def privilegedStartService(self) -> None:
         super().privilegedStartService()
         self._listen()
+        # A real TCP port can stop accepting for a while (not every
+        # IListeningPort can: a test reactor's cannot, and need not).
+        getattr(self.port, "stopReading", lambda: None)()
 
     def startService(self) -> None:
         if self.port is None:
             self._listen()
+        else:
+            getattr(self.port, "startReading", lambda: None)()
         super().startService()
         self.frontend.start()
 
     def _listen(self) -> None:
-        try:
-            self.port = self.reactor.listenTCP(
-                self.server.client_port, client_factory(self.frontend), backlog=511, interface=self.interface
-            )
-        except CannotListenError as e:
-            raise ListenError(
-                f"{self.server.id}: cannot listen for clients on {self.interface}:{self.server.client_port}: "
-                f"{e.socketError}"
-            ) from None
+        self.port = listen(self.reactor, self.server.client_port, client_factory(self.frontend), self.interface,
+                           f"{self.server.id}: cannot listen for clients")
         log.info(
             "{server_id} listening for clients ({transport}{tls}) on {host}:{port}",
             server_id=self.server.id, transport=self.frontend.options.transport,

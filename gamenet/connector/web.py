@@ -8,12 +8,11 @@ from typing import Any
 
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, maybeDeferred, succeed
-from twisted.internet.error import CannotListenError
 from twisted.logger import Logger
 from twisted.web.server import Site
 from twisted.web.static import File
 
-from .listener import ListenError
+from .listener import listen
 
 log = Logger()
 
@@ -43,11 +42,7 @@ class WebListener(Service):
     def _listen(self) -> None:
         site = Site(File(self.root))
         site.noisy = False
-        try:
-            self.port = self.reactor.listenTCP(self.port_number, site, interface=self.host)
-        except CannotListenError as e:
-            raise ListenError(f"{self.server_id}: cannot serve web files on {self.host}:{self.port_number}: "
-                              f"{e.socketError}") from None
+        self.port = listen(self.reactor, self.port_number, site, self.host, f"{self.server_id}: cannot serve web files")
         log.info("{server_id} serving {root} on http://{host}:{port}/", server_id=self.server_id, root=self.root,
                  host=self.host, port=self.port.getHost().port)
 

@@ -9,7 +9,13 @@ from json.encoder import c_make_encoder, encode_basestring
 from typing import Any
 
 _encoder = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-_decode = json.JSONDecoder().decode
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+_decode = json.JSONDecoder(parse_constant=_no_constant).decode
 
 NAME = "json"
 
@@ -33,7 +39,8 @@ def loads(data: bytes) -> Any:
     """
     Parse a body; an empty body is C{None}.
 
-    @raise ValueError: not UTF-8 JSON.
+    @raise ValueError: not UTF-8 JSON, or C{NaN}/C{Infinity}, which
+        JavaScript's C{JSON} neither writes nor reads and L{dumps} refuses.
     """
     if not data:
         return None
@@ -42,4 +49,4 @@ def loads(data: bytes) -> Any:
     except ValueError:
         # json.loads also reads UTF-16 and UTF-32, a UTF-8 byte order mark and
         # UTF-8-encoded surrogates, all of which fail the line above.
-        return json.loads(data)
+        return json.loads(data, parse_constant=_no_constant)

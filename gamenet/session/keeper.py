@@ -4,28 +4,31 @@ semantics made right.
 
  - On bind, the stored settings of the uid are merged into the session, the
    live session's keys winning, then the result is stored.
- - After every committed change (C{push}, C{push_all}, a backend's C{set} or
-   C{delete}), the settings are stored; changes made in one reactor turn are
-   stored once.
+ - After every committed change (C{push}, C{push_all}, C{set} or C{delete} on
+   the frontend, a backend's C{set} or C{delete}), the settings are stored;
+   changes made in one reactor turn are stored once.
  - Every C{heartbeat_interval} seconds, each bound session's record is told
    to live on.
  - On unbind (an explicit logout), the record is deleted.
 
 The storage is never in the way of a player: every call is bounded by
-C{timeout}, and once a call has failed the storage counts as down: later
-calls do not wait for it at all until a retry gets an answer. A failed call
-is logged and counted in C{metrics}; the session goes on from memory. Every
-C{retry_interval} seconds the keeper retries what is owed: the query of a
-session whose stored settings could not be read (it is not written before
-that, so that its record is never overwritten by a partial one), then the
-last settings of every session whose write failed. So nothing a session
-committed is lost while the frontend runs.
+C{timeout}, and once a call has failed the storage counts as down, so later
+calls do not wait for it at all. Every C{retry_interval} seconds the keeper
+pays what it owes, oldest kind first: deletes of logged-out uids, queries of
+sessions whose stored settings could not be read (such a session is not
+written before its query succeeds, so that its record is never overwritten
+by a partial one), then the last settings of every session whose write
+failed; with nothing owed it probes the storage with one heartbeat. So
+nothing a session committed is lost while the frontend runs.
+
+A value the storage refuses (one that cannot be serialized, say) is not an
+outage: it is logged and counted as C{storage_rejected}, and not retried.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, maybeDeferred, succeed
@@ -40,15 +43,18 @@ if TYPE_CHECKING:
 
 log = Logger()
 
+_REJECTED = (TypeError, ValueError)
+
 
 class SettingsKeeper(Service):
     """
     Stores the settings of one frontend's bound sessions; a service of its
     application, stopped after the clients are gone so that it writes last.
 
+    @ivar healthy: whether the storage answered its last call.
     @ivar metrics: counters C{storage_writes}, C{storage_errors},
-        C{storage_queries}, C{storage_restored}, C{storage_deletes},
-        C{storage_heartbeats}.
+        C{storage_rejected}, C{storage_queries}, C{storage_restored},
+        C{storage_deletes}, C{storage_heartbeats}.
     """
 
     def __init__(
@@ -64,13 +70,14 @@ class SettingsKeeper(Service):
         self.sessions = sessions
         self.clock = clock
         self.timeout = timeout
+        self.healthy = True
         self.metrics: Counter[str] = Counter()
         self._changed: dict[int, Session] = {}
         self._waiters: list[Deferred[None]] = []
         self._flush_call: Any = None
         self._dirty: dict[str, Session] = {}
         self._unrestored: dict[str, Session] = {}
-        self.healthy = True
+        self._deletes: dict[str, _Record] = {}
         self._heartbeats = LoopingCall(self._heartbeat)
         self._heartbeats.clock = clock
         self._heartbeat_interval = heartbeat_interval
@@ -88,18 +95,40 @@ class SettingsKeeper(Service):
 
     def stopService(self) -> Deferred[None]:  # type: ignore[override]
         """
-        Stop, after one last write of what changed.
+        Stop, after one last write of what changed, and close the storage if it can be.
         """
         super().stopService()
         for call in (self._heartbeats, self._retries):
             if call.running:
                 call.stop()
-        return self._flush()
+        d = self._flush()
+        close = getattr(self.handler, "close", None)
+        if close is not None:
+            d.addCallback(lambda _: close())
+        return d
 
-    def _bounded(self, d: Any) -> Deferred[Any]:
-        return maybeDeferred(lambda: d).addTimeout(self.timeout, self.clock)
+    # Calls to the storage
 
-    def _failed(self, failure: Failure, what: str, uid: str | None) -> None:
+    async def _call(self, what: str, uid: str, method: Callable[..., Any], *args: Any) -> tuple[bool, Any]:
+        """
+        One bounded call: C{(True, result)}, or C{(False, None)} after
+        counting and logging the failure.
+        """
+        try:
+            result = await maybeDeferred(method, *args).addTimeout(self.timeout, self.clock)
+        except _REJECTED as e:
+            self.metrics["storage_rejected"] += 1
+            log.error("storage refused the {what} for {uid}: {error}", what=what, uid=uid, error=e)
+            return False, None
+        except Exception:
+            self._down(Failure(), what, uid)
+            return False, None
+        if not self.healthy:
+            self.healthy = True
+            log.info("storage answers again")
+        return True, result
+
+    def _down(self, failure: Failure, what: str, uid: str) -> None:
         self.metrics["storage_errors"] += 1
         if self.healthy:
             self.healthy = False
@@ -107,34 +136,30 @@ class SettingsKeeper(Service):
                      "changes are written when it answers again", what=what, uid=uid,
                      error=failure.getErrorMessage())
 
-    def _answered(self) -> None:
-        if not self.healthy:
-            self.healthy = True
-            log.info("storage answers again")
+    # Bind: query and merge
 
     async def restore(self, session: Session) -> None:
         """
         Merge the stored settings of the session's uid under its live ones,
-        then store the result. With the storage down, the query is owed and
-        retried later.
+        then store the result. With the storage down, the query is owed.
         """
         uid = session.uid
         assert uid is not None
         if not self.healthy:
             self._unrestored[uid] = session
-            return
-        if await self._query(session, uid):
+        elif await self._query(session, uid):
             self.changed(session)
 
     async def _query(self, session: Session, uid: str) -> bool:
-        self.metrics["storage_queries"] += 1
-        try:
-            stored = await self._bounded(self.handler.query(uid))
-        except Exception:
-            self._failed(Failure(), "query", uid)
+        # A logout whose delete is still owed must not bring its settings back.
+        if uid in self._deletes and not await self._delete(uid):
             self._unrestored[uid] = session
             return False
-        self._answered()
+        self.metrics["storage_queries"] += 1
+        ok, stored = await self._call("query", uid, self.handler.query, uid)
+        if not ok:
+            self._unrestored[uid] = session
+            return False
         self._unrestored.pop(uid, None)
         if isinstance(stored, dict) and stored and not session.closed and session.uid == uid:
             self.metrics["storage_restored"] += 1
@@ -142,17 +167,20 @@ class SettingsKeeper(Service):
                 session.settings.setdefault(key, value)
         return True
 
+    # Changes: coalesced writes
+
     def changed(self, session: Session) -> Deferred[None]:
         """
         A bound session's settings changed: store them at the end of this turn.
 
         @return: a Deferred firing once stored, or once the write failed (it
-            is then retried), never later than C{timeout}.
+            is then owed), never later than C{timeout}.
         """
-        if session.uid is None or session.uid in self._unrestored:
+        uid = session.uid
+        if uid is None or uid in self._unrestored:
             return succeed(None)
         if not self.healthy:
-            self._dirty[session.uid] = session
+            self._dirty[uid] = session
             return succeed(None)
         self._changed[session.id] = session
         d: Deferred[None] = Deferred()
@@ -171,35 +199,46 @@ class SettingsKeeper(Service):
         return d.addCallback(lambda _: [waiter.callback(None) for waiter in waiters] and None)
 
     async def _store_all(self, sessions: list[Session]) -> None:
-        writes = [(session, self._store(session)) for session in sessions if session.uid is not None]
-        for _, d in writes:
+        writes = [Deferred.fromCoroutine(self._store(s)) for s in sessions if s.uid is not None]
+        for d in writes:
             await d
 
-    def _store(self, session: Session) -> Deferred[None]:
+    async def _store(self, session: Session) -> bool:
         uid = session.uid
         assert uid is not None
         self.metrics["storage_writes"] += 1
-        d = self._bounded(self.handler.storage(session))
-
-        def stored(_: Any) -> None:
-            self._answered()
+        ok, _ = await self._call("write", uid, self.handler.storage, session)
+        if ok or self.healthy:
+            # Written, or refused for its value: nothing more to owe.
             if self._dirty.get(uid) is session:
                 del self._dirty[uid]
+            return True
+        self._dirty[uid] = session
+        return False
 
-        def failed(failure: Failure) -> None:
-            self._failed(failure, "write", uid)
-            self._dirty[uid] = session
-
-        return d.addCallbacks(stored, failed)
+    # Logout: delete
 
     def forget(self, session: Session, uid: str) -> Deferred[None]:
         """
-        The session unbound C{uid} (a logout): delete its record.
+        The session unbound C{uid} (a logout): delete its record, now or,
+        with the storage down, as soon as it answers.
         """
         self._dirty.pop(uid, None)
         self._unrestored.pop(uid, None)
+        self._deletes[uid] = _Record(uid, session)
+        if not self.healthy:
+            return succeed(None)
+        return Deferred.fromCoroutine(self._delete(uid)).addCallback(lambda _: None)
+
+    async def _delete(self, uid: str) -> bool:
+        record = self._deletes[uid]
         self.metrics["storage_deletes"] += 1
-        return self._bounded(self.handler.delete(_Record(uid, session))).addErrback(self._failed, "delete", uid)
+        ok, _ = await self._call("delete", uid, self.handler.delete, record)
+        if ok and self._deletes.get(uid) is record:
+            del self._deletes[uid]
+        return ok
+
+    # Heartbeats and retries
 
     def _heartbeat(self) -> None:
         if not self.healthy:
@@ -207,12 +246,15 @@ class SettingsKeeper(Service):
         for session in self.sessions:
             if session.uid is not None:
                 self.metrics["storage_heartbeats"] += 1
-                self._bounded(self.handler.heartbeat(session)).addErrback(self._failed, "heartbeat", session.uid)
+                Deferred.fromCoroutine(self._call("heartbeat", session.uid, self.handler.heartbeat, session))
 
     def _retry(self) -> Deferred[None]:
         return Deferred.fromCoroutine(self._pay_debts())
 
     async def _pay_debts(self) -> None:
+        for uid in list(self._deletes):
+            if not await self._delete(uid):
+                return
         for uid, session in list(self._unrestored.items()):
             if session.uid != uid or session.closed:
                 del self._unrestored[uid]
@@ -221,12 +263,22 @@ class SettingsKeeper(Service):
             else:
                 return
         for uid, session in list(self._dirty.items()):
-            if session.uid == uid:
-                await self._store(session)
-                if not self.healthy:
-                    return
-            else:
+            if session.uid != uid:
                 del self._dirty[uid]
+            elif not await self._store(session):
+                return
+        if not self.healthy:
+            await self._probe()
+
+    async def _probe(self) -> None:
+        # Nothing is owed, but the storage counts as down: one heartbeat
+        # tells whether it answers again (with no bound session, there is
+        # nothing to protect until the next call).
+        session = next((s for s in self.sessions if s.uid is not None), None)
+        if session is None:
+            self.healthy = True
+        else:
+            await self._call("heartbeat", session.uid, self.handler.heartbeat, session)
 
 
 class _Record:
