@@ -406,6 +406,10 @@ def _validate(path: str, parser: configparser.ConfigParser, environ: Mapping[str
     if bool(cluster.get("node_tls_cert")) != bool(cluster.get("node_tls_key")):
         reader.problem("cluster", "node_tls_key" if cluster.get("node_tls_cert") else "node_tls_cert",
                        "node_tls_cert and node_tls_key go together")
+    ttl, heartbeat = cluster.get("storage_ttl", 600.0), cluster.get("storage_heartbeat", 60.0)
+    if heartbeat >= ttl:
+        reader.problem("cluster", "storage_heartbeat",
+                       f"{heartbeat:g} s must be shorter than storage_ttl ({ttl:g} s), or records expire while in play")
     master = (cluster.get("master_host", "127.0.0.1"), cluster.get("master_port", 0))
     if master[1] and master in ports:
         reader.problem("cluster", "master_port", f"port {master[1]} is also {ports[master]}")

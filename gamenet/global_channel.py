@@ -33,7 +33,7 @@ Every change is one Lua script run with C{EVAL}, not a C{MULTI} transaction:
     script too: one round trip and a consistent snapshot.
 
 The scripts build the keys of frontend sets from the index, so they need a
-single Redis (or Sentinel), not Redis Cluster, which wants every key a script
+single Redis server, not Redis Cluster, which wants every key a script
 touches passed to it.
 
 Failures: every Redis call is bounded by the cluster's C{storage_timeout}
@@ -183,7 +183,7 @@ class GlobalChannel:
     def members_by_frontend(self, frontend_id: str) -> Deferred[list[str]]:
         """
         @return: a Deferred firing with the uids of the members on
-            C{frontend_id}, sorted (Pomelo's C{getMemberBySid}).
+            C{frontend_id}, sorted (Pomelo's C{getMembersBySid}).
         """
         return self._service.members_by_frontend(self.name, frontend_id)
 

@@ -151,7 +151,7 @@ class IRegistration(Interface):
     L{gamenet.component.remote} or L{gamenet.component.session_learner}.
     """
 
-    kind = Attribute("C{'handler'}, C{'remote'}, C{'session_learner'} or C{'configure'}.")
+    kind = Attribute("C{'handler'}, C{'remote'}, C{'session_learner'}, C{'configure'} or C{'storage'}.")
     server_type = Attribute("The server type it serves, or C{None} for every frontend (learners only).")
     name = Attribute("The component name used in routes.")
 

@@ -437,7 +437,7 @@ class DiscoveryTests(DiscoveryTestCase):
                               "registration and subscription again")
         again = time.monotonic() - back
         self.assertLess(again, ttl)
-        numsub = reply(self.redis.command("PUBSUB", "NUMSUB", "gamenet:test:membership"))
+        numsub = reply(self.redis.command("PUBSUB", "NUMSUB", "gamenet:test:db0:membership"))
         self.assertEqual(numsub[1], 2)
         self.assertEqual(len(self.warnings("is reachable again")), 2)
 
@@ -495,10 +495,10 @@ class DiscoveryTests(DiscoveryTestCase):
         self.redis.command("SET", "gamenet:other:servers:area-9", other)
         resyncs = area1.node.discovery.resyncs
         await self.wait_until(lambda: area1.node.discovery.resyncs >= resyncs + 3, "three resyncs")
-        await self.wait_until(lambda: reply(self.redis.command("PUBSUB", "NUMSUB", "gamenet:test:membership"))[1],
+        await self.wait_until(lambda: reply(self.redis.command("PUBSUB", "NUMSUB", "gamenet:test:db0:membership"))[1],
                               "the subscription")
-        self.redis.command("PUBLISH", "gamenet:test:membership", '{"event":"join"}')
-        self.redis.command("PUBLISH", "gamenet:test:membership", f'{{"event":"dance","server":{other}}}')
+        self.redis.command("PUBLISH", "gamenet:test:db0:membership", '{"event":"join"}')
+        self.redis.command("PUBLISH", "gamenet:test:db0:membership", f'{{"event":"dance","server":{other}}}')
         await self.wait_until(lambda: len(self.warnings("on {channel}")) == 2, "the bad messages")
         self.assertEqual(list(area1.servers), ["area-1"])
         self.assertEqual(len(self.warnings("bad server record")), 2)

@@ -31,6 +31,11 @@ class Game(Handler):
     def settings(self, msg, session):
         return dict(session.settings)
 
+    def put(self, msg, session):
+        for key, value in msg.items():
+            session.set(key, value)
+        return dict(session.settings)
+
 
 @implementer(IStorageHandler)
 class Flaky:
@@ -42,6 +47,7 @@ class Flaky:
         self.mode = "work"
         self.records = {}
         self.calls = []
+        self.pending = []
 
     def _answer(self, value=None):
         if self.mode == "fail":
@@ -50,6 +56,10 @@ class Flaky:
             raise ConnectionError("storage is down, and says so at once")
         if self.mode == "reject":
             return fail(ValueError("cannot store that"))
+        if self.mode == "manual":
+            d = Deferred()
+            self.pending.append((d, value))
+            return d
         if self.mode == "hang":
             return Deferred()
         return succeed(value)
@@ -305,6 +315,67 @@ class FailingStorageTests(Base):
         calls = len(FLAKY.calls)
         self.cluster.advance(5.5)
         self.assertEqual(len(FLAKY.calls), calls)
+
+    def test_changeDuringQuery(self):
+        """
+        A change made while the bind's query is out is not written before
+        the stored settings are merged: the record is never partial.
+        """
+        FLAKY.records["ann"] = {"gold": 7}
+        FLAKY.mode = "manual"
+        client = self.cluster.client("connector-1")
+        login = client.request("connector.game.login", {"uid": "ann"})
+        self.cluster.flush()
+        self.assertEqual(self.request(client, "connector.game.put", {"x": 1}), {"x": 1})
+        self.assertEqual(FLAKY.calls, [("query", "ann")])
+        FLAKY.mode = "work"
+        query, stored = FLAKY.pending.pop()
+        query.callback(stored)
+        self.cluster.flush()
+        self.assertEqual(self.successResultOf(login), {"gold": 7, "x": 1})
+        self.assertEqual(FLAKY.records, {"ann": {"gold": 7, "x": 1}})
+
+    def test_refusedQuery(self):
+        """
+        A refused query counts as no record: the session is written, and
+        nothing is retried.
+        """
+        keeper = self.cluster.apps["connector-1"].sessions.keeper
+        FLAKY.mode = "reject"
+        client = self.cluster.client("connector-1")
+        self.request(client, "connector.game.login", {"uid": "ivy", "set": {"a": 1}})
+        self.assertTrue(keeper.healthy)
+        calls = len(FLAKY.calls)
+        FLAKY.mode = "work"
+        self.cluster.advance(5.5)
+        self.assertEqual(len(FLAKY.calls), calls)
+        self.request(client, "connector.game.put", {"b": 2})
+        self.assertEqual(FLAKY.records, {"ivy": {"a": 1, "b": 2}})
+
+    def test_closedWhileOwed(self):
+        """
+        A session that closes while its query and write are owed is still
+        written once the storage answers.
+        """
+        FLAKY.mode = "fail"
+        client = self.cluster.client("connector-1")
+        self.request(client, "connector.game.login", {"uid": "jo", "set": {"gold": 3}})
+        client.close()
+        self.cluster.flush()
+        FLAKY.mode = "work"
+        self.cluster.advance(5.5)
+        self.assertEqual(FLAKY.records, {"jo": {"gold": 3}})
+
+    def test_stopPaysDebts(self):
+        """
+        Stopping the frontend writes what is owed, if the storage answers.
+        """
+        FLAKY.mode = "fail"
+        client = self.cluster.client("connector-1")
+        self.request(client, "connector.game.login", {"uid": "kim", "set": {"gold": 4}})
+        FLAKY.mode = "work"
+        self.cluster.stop("connector-1")
+        self.assertEqual(FLAKY.records, {"kim": {"gold": 4}})
 
     def test_unknownStorage(self):
         """

@@ -10,7 +10,7 @@ record as compact JSON::
 (plus C{client_host} when a frontend sets one). The key is written with
 C{SET ... PX} for C{discovery_ttl} and renewed every C{discovery_ttl / 3}, so
 it outlives a server only briefly. Joins and leaves are announced on the
-channel C{gamenet:<cluster>:membership} as
+channel C{gamenet:<cluster>:db<redis_db>:membership} as
 C{{"event": "join"|"leave", "server": {record}}}.
 
 Every server keeps its view of the cluster (C{app.registry}, which the node's
@@ -214,7 +214,9 @@ class RedisDiscovery(Service):
         self.timeout = cluster.storage_timeout
         self.key = redis.key(cluster, "servers", app.server_id)
         self.prefix = redis.key(cluster, "servers", "")
-        self.channel = redis.key(cluster, "membership")
+        # Pub/sub is shared by every database of a Redis server: the channel
+        # names the database, so that clusters in other databases do not hear it.
+        self.channel = redis.key(cluster, f"db{cluster.redis_db}", "membership")
         self.resyncs = 0
         self.subscribed = False
         self._record = encode_server(app.server)

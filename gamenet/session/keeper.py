@@ -17,12 +17,20 @@ calls do not wait for it at all. Every C{retry_interval} seconds the keeper
 pays what it owes, oldest kind first: deletes of logged-out uids, queries of
 sessions whose stored settings could not be read (such a session is not
 written before its query succeeds, so that its record is never overwritten
-by a partial one), then the last settings of every session whose write
-failed; with nothing owed it probes the storage with one heartbeat. So
-nothing a session committed is lost while the frontend runs.
+by a partial one; nor is any session while its bind's query is out), then
+the last settings of every session whose write failed, closed sessions
+included; with nothing owed it probes the storage with one heartbeat. On
+stop it pays once more and logs what it could not. So nothing a session
+committed is lost while the frontend runs and the storage comes back.
 
-A value the storage refuses (one that cannot be serialized, say) is not an
-outage: it is logged and counted as C{storage_rejected}, and not retried.
+A value the storage refuses (C{TypeError} or C{ValueError}: one that cannot
+be serialized, say) is not an outage: it is logged and counted as
+C{storage_rejected}, and not retried; a refused query counts as no record.
+
+An owed delete or write is known to its frontend only: a player who logs in
+on another frontend meanwhile may see the old record, or have a newer one
+overwritten by the owed write. Keep the storage up; these windows are as
+long as its outage.
 """
 
 from __future__ import annotations
@@ -44,6 +52,7 @@ if TYPE_CHECKING:
 log = Logger()
 
 _REJECTED = (TypeError, ValueError)
+OK, REFUSED, DOWN = "ok", "refused", "down"
 
 
 class SettingsKeeper(Service):
@@ -77,6 +86,7 @@ class SettingsKeeper(Service):
         self._flush_call: Any = None
         self._dirty: dict[str, Session] = {}
         self._unrestored: dict[str, Session] = {}
+        self._restoring: set[str] = set()
         self._deletes: dict[str, _Record] = {}
         self._heartbeats = LoopingCall(self._heartbeat)
         self._heartbeats.clock = clock
@@ -101,32 +111,40 @@ class SettingsKeeper(Service):
         for call in (self._heartbeats, self._retries):
             if call.running:
                 call.stop()
-        d = self._flush()
+        return Deferred.fromCoroutine(self._last_writes())
+
+    async def _last_writes(self) -> None:
+        await self._flush()
+        if self._deletes or self._unrestored or self._dirty:
+            await self._pay_debts()
+        owed = len(self._deletes) + len(self._unrestored) + len(self._dirty)
+        if owed:
+            log.error("stopping with {owed} storage calls owed: the storage did not answer", owed=owed)
         close = getattr(self.handler, "close", None)
         if close is not None:
-            d.addCallback(lambda _: close())
-        return d
+            close()
 
     # Calls to the storage
 
-    async def _call(self, what: str, uid: str, method: Callable[..., Any], *args: Any) -> tuple[bool, Any]:
+    async def _call(self, what: str, uid: str, method: Callable[..., Any], *args: Any) -> tuple[str, Any]:
         """
-        One bounded call: C{(True, result)}, or C{(False, None)} after
-        counting and logging the failure.
+        One bounded call: C{(OK, result)}, C{(REFUSED, None)} when the storage
+        refused the value, or C{(DOWN, None)} after counting and logging the
+        failure.
         """
         try:
             result = await maybeDeferred(method, *args).addTimeout(self.timeout, self.clock)
         except _REJECTED as e:
             self.metrics["storage_rejected"] += 1
             log.error("storage refused the {what} for {uid}: {error}", what=what, uid=uid, error=e)
-            return False, None
+            return REFUSED, None
         except Exception:
             self._down(Failure(), what, uid)
-            return False, None
+            return DOWN, None
         if not self.healthy:
             self.healthy = True
             log.info("storage answers again")
-        return True, result
+        return OK, result
 
     def _down(self, failure: Failure, what: str, uid: str) -> None:
         self.metrics["storage_errors"] += 1
@@ -147,7 +165,15 @@ class SettingsKeeper(Service):
         assert uid is not None
         if not self.healthy:
             self._unrestored[uid] = session
-        elif await self._query(session, uid):
+            return
+        # Changes made while the query is out are written once it has been
+        # merged: a write before that would store a partial record.
+        self._restoring.add(uid)
+        try:
+            restored = await self._query(session, uid)
+        finally:
+            self._restoring.discard(uid)
+        if restored:
             self.changed(session)
 
     async def _query(self, session: Session, uid: str) -> bool:
@@ -156,12 +182,12 @@ class SettingsKeeper(Service):
             self._unrestored[uid] = session
             return False
         self.metrics["storage_queries"] += 1
-        ok, stored = await self._call("query", uid, self.handler.query, uid)
-        if not ok:
+        status, stored = await self._call("query", uid, self.handler.query, uid)
+        if status == DOWN:
             self._unrestored[uid] = session
             return False
         self._unrestored.pop(uid, None)
-        if isinstance(stored, dict) and stored and not session.closed and session.uid == uid:
+        if isinstance(stored, dict) and stored and session.uid == uid:
             self.metrics["storage_restored"] += 1
             for key, value in stored.items():
                 session.settings.setdefault(key, value)
@@ -177,7 +203,7 @@ class SettingsKeeper(Service):
             is then owed), never later than C{timeout}.
         """
         uid = session.uid
-        if uid is None or uid in self._unrestored:
+        if uid is None or uid in self._unrestored or uid in self._restoring:
             return succeed(None)
         if not self.healthy:
             self._dirty[uid] = session
@@ -207,8 +233,8 @@ class SettingsKeeper(Service):
         uid = session.uid
         assert uid is not None
         self.metrics["storage_writes"] += 1
-        ok, _ = await self._call("write", uid, self.handler.storage, session)
-        if ok or self.healthy:
+        status, _ = await self._call("write", uid, self.handler.storage, session)
+        if status != DOWN:
             # Written, or refused for its value: nothing more to owe.
             if self._dirty.get(uid) is session:
                 del self._dirty[uid]
@@ -233,10 +259,10 @@ class SettingsKeeper(Service):
     async def _delete(self, uid: str) -> bool:
         record = self._deletes[uid]
         self.metrics["storage_deletes"] += 1
-        ok, _ = await self._call("delete", uid, self.handler.delete, record)
-        if ok and self._deletes.get(uid) is record:
+        status, _ = await self._call("delete", uid, self.handler.delete, record)
+        if status != DOWN and self._deletes.get(uid) is record:
             del self._deletes[uid]
-        return ok
+        return status != DOWN
 
     # Heartbeats and retries
 
@@ -256,7 +282,8 @@ class SettingsKeeper(Service):
             if not await self._delete(uid):
                 return
         for uid, session in list(self._unrestored.items()):
-            if session.uid != uid or session.closed:
+            # A session closed since is still written: its changes were committed.
+            if session.uid != uid:
                 del self._unrestored[uid]
             elif await self._query(session, uid):
                 self._dirty[uid] = session

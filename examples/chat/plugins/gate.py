@@ -22,7 +22,8 @@ class GateHandler(Handler):
         or C{{"code": 500}} without a uid or a connector.
         """
         uid = msg.get("uid") if isinstance(msg, dict) else None
-        connectors = self.app.servers_by_type("connector")
+        # By id, so that every gate picks the same connector for a uid.
+        connectors = sorted(self.app.servers_by_type("connector"), key=lambda server: server.id)
         if not uid or not connectors:
             return {"code": 500}
         chosen = dispatch(str(uid), connectors)
