@@ -438,6 +438,40 @@ class FailureTests(SynchronousTestCase):
         self.assertEqual(self.successResultOf(d), {"code": 503, "message": "no area server is available"})
 
 
+class RuntimeServersTests(SynchronousTestCase):
+    """
+    C{app.add_servers} and C{app.remove_servers} change the cluster while it runs.
+    """
+
+    def test_removeAndAdd(self):
+        """
+        A removed server is no longer linked or routed to and C{remove_servers}
+        fires; added back, it is linked and routed to again.
+        """
+        cluster = make_cluster()
+        cluster.start()
+        self.addCleanup(cluster.stop)
+        app = cluster.apps["connector-1"]
+        events = []
+        app.on("remove_servers", lambda ids: events.append(("removed", ids)))
+        app.on("add_servers", lambda servers: events.append(("added", [s.id for s in servers])))
+        area_2 = app.server_by_id("area-2")
+        app.remove_servers(["area-2"])
+        cluster.flush()
+        self.assertNotIn("area-2", app.node.links)
+        self.assertEqual([s.id for s in app.node.available("area")], ["area-1"])
+        self.assertIsNone(app.server_by_id("area-2"))
+        client = cluster.client("connector-1")
+        for i in range(4):
+            d = client.request("area.area.where", {"i": i})
+            cluster.flush()
+            self.assertEqual(self.successResultOf(d)["server"], "area-1")
+        app.add_servers([area_2])
+        cluster.settle()
+        self.assertEqual([s.id for s in app.node.available("area")], ["area-1", "area-2"])
+        self.assertEqual(events, [("removed", ["area-2"]), ("added", ["area-2"])])
+
+
 class AuthenticationTests(SynchronousTestCase):
     """
     Node links need the cluster secret.

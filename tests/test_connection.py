@@ -22,7 +22,7 @@ from gamenet.connector.tcp import TCPLink
 from gamenet.dispatch import Dispatcher
 from gamenet.errors import GamenetError
 from gamenet.hooks import HookRegistry
-from gamenet.protocol import handshake, message, package, serializer
+from gamenet.protocol import message, package, serializer
 from gamenet.protocol.routes import RouteDictionary
 from gamenet.session import SessionService
 

@@ -18,7 +18,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from typing import Any, Awaitable, Callable
 
@@ -43,6 +42,8 @@ from gamenet.testing import (
     frontend,
     start_server,
 )
+
+from ._processes import accepts, environ, is_error, process_table, twistd_command
 
 POLL = 0.02
 WAIT = 15.0  # the longest any wait may take before the test fails
@@ -79,10 +80,6 @@ class SessionHandler(Handler):
 
 
 REGISTRATIONS = [handler(AreaHandler, "area"), remote(AreaRemote, "area"), handler(SessionHandler, "connector")]
-
-
-def is_error(answer: Any) -> bool:
-    return isinstance(answer, dict) and "code" in answer and "message" in answer
 
 
 def reply(raw: bytes) -> Any:
@@ -544,48 +541,6 @@ probe = handler(ProbeHandler, "connector")
 '''
 
 
-def twistd_command() -> list[str]:
-    """
-    The twistd installed beside the running Python.
-    """
-    script = os.path.join(os.path.dirname(sys.executable), "twistd")
-    if os.access(script, os.X_OK):
-        return [script]
-    return [sys.executable, "-c", "import sys; sys.argv[0] = 'twistd'; from twisted.scripts.twistd import run; run()"]
-
-
-def child_environment() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if k not in ("GAMENET_SECRET", "GAMENET_MASTER_PID")}
-
-
-def processes() -> dict[int, tuple[int, str, list[str]]]:
-    """
-    Every process: pid to (parent pid, state, command line).
-    """
-    table = {}
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{name}/stat", encoding="utf-8", errors="replace") as f:
-                stat = f.read()
-            with open(f"/proc/{name}/cmdline", "rb") as f:
-                cmdline = [part.decode("utf-8", "replace") for part in f.read().split(b"\0") if part]
-        except OSError:
-            continue
-        fields = stat[stat.rindex(")") + 2:].split()
-        table[int(name)] = (int(fields[1]), fields[0], cmdline)
-    return table
-
-
-def accepts(port: int) -> bool:
-    import socket
-
-    with socket.socket() as s:
-        s.settimeout(1)
-        return s.connect_ex(("127.0.0.1", port)) == 0
-
-
 class MultiProcessDiscoveryTests(DiscoveryTestCase):
     """
     C{discovery = redis} in a cluster file run by the master with twistd;
@@ -620,7 +575,7 @@ class MultiProcessDiscoveryTests(DiscoveryTestCase):
     def spawn(self, args: list[str], log_name: str) -> subprocess.Popen[bytes]:
         with open(os.path.join(self.directory, log_name), "wb") as out:
             process = subprocess.Popen([*twistd_command(), "-n", "--pidfile=", "gamenet", *args], cwd=self.directory,
-                                       env=child_environment(), stdin=subprocess.DEVNULL, stdout=out,
+                                       env=environ(), stdin=subprocess.DEVNULL, stdout=out,
                                        stderr=subprocess.STDOUT)
         self.spawned.append(process)
         return process
@@ -630,11 +585,11 @@ class MultiProcessDiscoveryTests(DiscoveryTestCase):
         Every live process started for this test (its command line names
         this test's directory): pid to parent pid.
         """
-        return {pid: ppid for pid, (ppid, state, cmdline) in processes().items()
+        return {pid: ppid for pid, (ppid, state, cmdline) in process_table().items()
                 if state not in ("Z", "X") and any(self.directory in arg for arg in cmdline)}
 
     def child(self, master: subprocess.Popen[bytes], server_id: str) -> int | None:
-        for pid, (ppid, state, cmdline) in processes().items():
+        for pid, (ppid, state, cmdline) in process_table().items():
             if ppid == master.pid and state not in ("Z", "X") and cmdline[-2:] == ["--server", server_id]:
                 return pid
         return None

@@ -5,7 +5,7 @@ around a handler, and how failures become error responses.
 
 from __future__ import annotations
 
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import Deferred
 from twisted.trial.unittest import SynchronousTestCase
 
 from gamenet.dispatch import Dispatcher

@@ -17,9 +17,7 @@ from __future__ import annotations
 import os
 import re
 import signal
-import socket
 import subprocess
-import sys
 import time
 import zlib
 from typing import Any, Awaitable, Callable
@@ -32,6 +30,8 @@ from twisted.trial.unittest import TestCase
 from gamenet.client import Client
 from gamenet.testing import free_ports
 
+from ._processes import accepts, alive, environ, is_error, process_table, twistd_command
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SECRET = "multiprocess-secret"
 RPC_TIMEOUT = 2.0
@@ -43,29 +43,6 @@ POLL = 0.05
 AREAS = ("area-1", "area-2")
 FRONTENDS = ("gate-1", "connector-1", "connector-2")
 SERVERS = (*FRONTENDS, *AREAS)
-
-
-def twistd_command() -> list[str]:
-    """
-    The twistd installed beside the running Python.
-    """
-    script = os.path.join(os.path.dirname(sys.executable), "twistd")
-    if os.access(script, os.X_OK):
-        return [script]
-    return [sys.executable, "-c", "import sys; sys.argv[0] = 'twistd'; from twisted.scripts.twistd import run; run()"]
-
-
-def environ(**extra: str) -> dict[str, str]:
-    env = {key: value for key, value in os.environ.items() if key not in ("GAMENET_SECRET", "GAMENET_MASTER_PID")}
-    env.update(extra)
-    return env
-
-
-
-def accepts(port: int) -> bool:
-    with socket.socket() as s:
-        s.settimeout(1)
-        return s.connect_ex(("127.0.0.1", port)) == 0
 
 
 def cluster_text(ports: dict[str, int]) -> str:
@@ -88,38 +65,6 @@ def cluster_text(ports: dict[str, int]) -> str:
         if server in FRONTENDS:
             text += f"frontend = true\nclient_port = {ports[server + '.client']}\n"
     return text
-
-
-def process_table() -> dict[int, tuple[int, str, list[str]]]:
-    """
-    Every process: pid to (parent pid, state, command line).
-    """
-    table = {}
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{name}/stat", encoding="utf-8", errors="replace") as f:
-                stat = f.read()
-            with open(f"/proc/{name}/cmdline", "rb") as f:
-                cmdline = [part.decode("utf-8", "replace") for part in f.read().split(b"\0") if part]
-        except OSError:
-            continue
-        fields = stat[stat.rindex(")") + 2:].split()
-        table[int(name)] = (int(fields[1]), fields[0], cmdline)
-    return table
-
-
-def alive(pid: int) -> bool:
-    """
-    Whether C{pid} runs (a zombie waiting for its parent does not).
-    """
-    try:
-        with open(f"/proc/{pid}/stat", encoding="utf-8", errors="replace") as f:
-            stat = f.read()
-    except OSError:
-        return False
-    return stat[stat.rindex(")") + 2:].split()[0] not in ("Z", "X")
 
 
 def server_of(cmdline: list[str]) -> str | None:
@@ -146,10 +91,6 @@ def default_area(frontend: str, session_id: int) -> str:
     The C{area} server the default router picks for an unbound session.
     """
     return AREAS[zlib.crc32(f"{frontend}:{session_id}".encode("utf-8")) % len(AREAS)]
-
-
-def is_error(answer: Any) -> bool:
-    return isinstance(answer, dict) and "code" in answer and "message" in answer
 
 
 class ClusterTestCase(TestCase):
