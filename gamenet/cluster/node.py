@@ -463,6 +463,9 @@ class NodeLink:
             self._perspective.callRemote("calls", wire.pack(queue)).addErrback(self._send_failed)
 
     def _send_failed(self, failure: Failure) -> None:
+        # PB may fail a call with a Failure whose value is another Failure.
+        while isinstance(failure.value, Failure):
+            failure = failure.value
         log.info("{local_id}: a batch to {peer_id} was not delivered: {reason}", local_id=self.local_id,
                  peer_id=self.peer_id, reason=failure.getErrorMessage())
 
