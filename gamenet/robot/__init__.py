@@ -1,0 +1,16 @@
+"""
+The load robot behind C{gamenet bench}: simulated Pomelo clients spread over
+worker processes, driving a gamenet server (or any Pomelo server) with a
+route or a scenario module, and reporting what the server's CPU cost per
+request, throughput, latency, pushes and errors were.
+
+One module per concept:
+
+- L{options}: the command line and the target check (loopback only unless told);
+- L{runner}: the parent process (workers, aggregation, progress, deadline);
+- L{worker}: one worker process (a reactor with its share of the clients);
+- L{scenarios}: the route scenario, the scenario context, loading a module;
+- L{stats}: latency histograms and per-second series, mergeable across workers;
+- L{report}: the terminal table, the JSON document, the PNG plot;
+- L{procstat}: CPU time and peak memory of processes, from /proc.
+"""
