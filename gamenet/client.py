@@ -21,6 +21,7 @@ from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from .connector.tcp import no_delay
 from .protocol import handshake, message, package, serializer
 from .protocol.errors import ProtocolError
 
@@ -273,6 +274,7 @@ async def _raise(error: Exception) -> Any:
 
 class _TCPClientLink(Protocol):
     def connectionMade(self) -> None:
+        no_delay(self.transport)
         self.client: Client = self.factory.client  # type: ignore[attr-defined]
         self.client._connected(self.transport.write, self.transport.loseConnection)
 
@@ -284,6 +286,10 @@ class _TCPClientLink(Protocol):
 
 
 class _WebSocketClientLink(WebSocketClientProtocol):
+    def connectionMade(self) -> None:
+        super().connectionMade()
+        no_delay(self.transport)
+
     def onOpen(self) -> None:
         self.client: Client = self.factory.client  # type: ignore[attr-defined]
         self.client._connected(lambda data: self.sendMessage(data, isBinary=True), self.sendClose)

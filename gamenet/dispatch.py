@@ -167,7 +167,7 @@ class Dispatcher:
             self._fail(responder, message.route, id, session, e)
             return
         if isinstance(result, Deferred) or inspect.iscoroutine(result):
-            d = Deferred.fromCoroutine(_settle(result))
+            d = result if isinstance(result, Deferred) else Deferred.fromCoroutine(result)
             d.addCallbacks(
                 self._answer, self._failed,
                 callbackArgs=(responder, id), errbackArgs=(responder, message.route, id, session),

@@ -59,6 +59,21 @@ class NodeTLSTests(TestCase):
         self.addCleanup(client.close)
         self.assertEqual(await client.request("area.where.where"), "area-1")
 
+    async def test_noDelay(self):
+        """
+        Node links have Nagle's algorithm off at both ends, under TLS too.
+        """
+        def tcp(transport):
+            while not hasattr(transport, "getTcpNoDelay"):
+                transport = transport.transport
+            return transport
+
+        for app in self.apps:
+            for link in app.node.links.values():
+                self.assertTrue(tcp(link._broker.transport).getTcpNoDelay())
+            for avatar in app.node.node_server.peers:
+                self.assertTrue(tcp(avatar.mind.broker.transport).getTcpNoDelay())
+
     async def test_plainRefused(self):
         """
         A node connecting without TLS gets no PB answer: the connection is closed.

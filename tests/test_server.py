@@ -67,6 +67,14 @@ class ServerTests(TestCase):
         self.client = await Client.connect(reactor, "127.0.0.1", client_port(self.app), self.transport)
         self.addCleanup(self.client.close)
 
+    async def test_noDelay(self):
+        """
+        The server turned Nagle's algorithm off on the client's socket, so
+        small answers are not held for a delayed ACK.
+        """
+        [connection] = self.app.frontend.connections
+        self.assertTrue(connection.link.transport.getTcpNoDelay())
+
     async def test_echo(self):
         self.assertEqual(await self.client.request("connector.game.echo", {"a": [1, "é"]}), {"a": [1, "é"]})
         self.assertEqual(self.seen, ["connector.game.echo"])

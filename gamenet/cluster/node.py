@@ -27,6 +27,7 @@ from twisted.internet import ssl
 from twisted.spread import pb
 from zope.interface import implementer
 
+from ..connector.tcp import no_delay
 from ..errors import GamenetError, Timeout, Unavailable
 from ..protocol import serializer
 from . import wire
@@ -180,7 +181,7 @@ class _Avatar(pb.Avatar):
             self._flush_call.cancel()
         self._flush_call = None
         results, self._results, self._size = self._results, [], 0
-        if results and not self.gone:
+        if results and not self.gone and self.mind is not None:
             self.mind.callRemote("results", wire.pack(results)).addErrback(lambda f: None)
 
     def logout(self) -> None:
@@ -197,6 +198,9 @@ class _Realm:
         if pb.IPerspective not in interfaces:
             raise NotImplementedError("only PB perspectives")
         avatar = _Avatar(self.server, avatar_id, mind)
+        # Batches are small and latency matters: no Nagle on node links.
+        if mind is not None:
+            no_delay(mind.broker.transport)
         self.server.peers.add(avatar)
         log.info("{server_id}: node link from {peer_id}", server_id=self.server.server_id, peer_id=avatar_id)
         return pb.IPerspective, avatar, avatar.logout
@@ -334,6 +338,7 @@ class NodeLink:
 
     def _connected(self, broker: Any, factory: pb.PBClientFactory) -> Deferred[Any]:
         self._broker = broker
+        no_delay(broker.transport)
         broker.notifyOnDisconnect(self._disconnected)
         return factory.login(UsernamePassword(self.local_id.encode(), self._secret.encode()), client=self._receiver)
 

@@ -17,6 +17,7 @@ from twisted.python.failure import Failure
 
 from .connection import Connection
 from .frontend import Frontend
+from .tcp import no_delay
 
 log = Logger()
 
@@ -48,6 +49,8 @@ class WebSocketLink(WebSocketServerProtocol):
         address = self.transport.getPeer()
         self.peer = (getattr(address, "host", ""), getattr(address, "port", 0))
         self.transport_name = "websocket+tls" if self.factory.tls else "websocket"
+        # Autobahn's own tcpNoDelay option does not reach the socket here.
+        no_delay(self.transport)
         self.connection = Connection(self.factory.frontend, self)
         self.transport.registerProducer(self.connection, True)
 
@@ -123,7 +126,6 @@ class WebSocketFactory(WebSocketServerFactory):
             closeHandshakeTimeout=1,
             autoPingInterval=0,
             failByDrop=False,
-            tcpNoDelay=True,
             # WebSocketLink.send writes plain frames: keep both off.
             perMessageCompressionAccept=lambda offers: None,
             autoFragmentSize=0,
