@@ -11,6 +11,13 @@ C{inflight} requests outstanding on each of its clients from that moment, counts
 the answers that arrive inside the window and their latencies, stops sending
 at the window's end, and prints one JSON line of results.
 
+Besides, for the cluster benchmarks (bench/forward.py, bench/channel.py): a
+cluster file of several servers (L{ClusterServer}, L{write_cluster_file}),
+each server its own C{twistd} process (L{twistd_server}), one request from a
+throw-away client process (L{call}, run as C{python _common.py call SPEC}),
+and the CPU time of more processes than the one driven (C{drive(...,
+processes=...)}).
+
 Linux only: CPU and memory are read from /proc.
 """
 
@@ -30,38 +37,19 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 REPO = Path(__file__).resolve().parent.parent
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))  # gamenet from this work tree, as for the servers and workers below
+
+from gamenet.robot.procstat import cpu_seconds, peak_rss_kib, run_seconds  # noqa: E402,F401 (used by the scripts)
+
 # Servers and workers import gamenet from this work tree, not from an installed copy.
 ENV = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, (str(REPO), os.environ.get("PYTHONPATH"))))}
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 CONNECT_TIMEOUT = 60.0  # seconds for every worker to connect all its clients
 DRAIN = 2.0  # seconds a worker waits for answers still outstanding after the window
 
 
 # Processes
-
-
-def cpu_seconds(pid: int) -> float:
-    """
-    User plus system CPU time of a process so far, from /proc/<pid>/stat.
-    """
-    with open(f"/proc/{pid}/stat", "rb") as f:
-        stat = f.read()
-    # The command name (field 2) is in parentheses and may hold spaces:
-    # count the fields from after its closing one. utime and stime are fields 14 and 15.
-    fields = stat[stat.rindex(b")") + 2 :].split()
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
-
-
-def peak_rss_kib(pid: int) -> int:
-    """
-    The process's peak resident set size (VmHWM) in KiB, from /proc/<pid>/status.
-    """
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1])
-    raise ValueError(f"no VmHWM for pid {pid}")
 
 
 def free_port() -> int:
@@ -192,10 +180,14 @@ _CATEGORIES = (
     ("json/", "JSON (json module, via gamenet.protocol.serializer)"),
     ("gamenet/protocol/serializer.py", "JSON (json module, via gamenet.protocol.serializer)"),
     ("gamenet/protocol/", "gamenet codec (gamenet.protocol)"),
+    ("gamenet/cluster/", "gamenet node links, forwarding, sys calls (gamenet.cluster)"),
+    ("gamenet/channel.py", "gamenet channels (gamenet.channel)"),
     ("gamenet/", "gamenet connection, dispatch, handler"),
     ("examples/", "gamenet connection, dispatch, handler"),
+    ("bench/plugins/", "gamenet connection, dispatch, handler"),
     ("autobahn/", "Autobahn (WebSocket framing)"),
     ("txaio/", "Autobahn (WebSocket framing)"),
+    ("twisted/spread/", "Perspective Broker (twisted.spread: jelly, banana)"),
     ("twisted/", "Twisted (reactor, TCP)"),
 )
 
@@ -274,6 +266,100 @@ def gamenet_server(work: Path, transport: str, profile: Path | None = None, **fr
     return Server("gamenet", argv, port, work)
 
 
+@dataclass
+class ClusterServer:
+    """
+    One server of a generated cluster file: a frontend when it has a C{client_port}.
+    """
+
+    id: str
+    type: str
+    node_port: int = field(default_factory=free_port)
+    client_port: int = 0
+
+    @property
+    def frontend(self) -> bool:
+        return bool(self.client_port)
+
+
+BENCH_PLUGINS = ("examples.chat.plugins", "plugins")  # the chat example's, and bench/plugins
+BENCH_PLUGIN_PATH = (REPO, REPO / "bench")
+
+
+def write_cluster_file(path: Path, servers: Sequence[ClusterServer], transport: str,
+                       plugins: Sequence[str] = BENCH_PLUGINS, plugin_path: Sequence[Path] = BENCH_PLUGIN_PATH,
+                       **frontend: Any) -> None:
+    """
+    Write a cluster file of several servers on 127.0.0.1, without a master
+    (each server is started on its own with C{--server}), with the plugin
+    packages C{plugins} found on C{plugin_path} (by default the chat
+    example's and bench/plugins, which is imported as the top-level package
+    C{plugins}: twisted.plugin cannot search a package inside a namespace
+    package such as C{bench}); the C{[frontend]} keys are those of
+    L{write_cluster} (C{transport}, heartbeat 30, C{messages_per_second}
+    1000000) and C{frontend}.
+    """
+    options = {"transport": transport, "heartbeat": 30, "messages_per_second": 1000000, **frontend}
+    lines = [
+        "[cluster]",
+        "name = bench",
+        "secret = bench",
+        "env = bench",
+        f"plugin_path = {' '.join(str(p) for p in plugin_path)}",
+        f"plugins = {' '.join(plugins)}",
+        "",
+        "[frontend]",
+        *(f"{key} = {value}" for key, value in options.items()),
+        "",
+    ]
+    for server in servers:
+        lines += [f"[server:{server.id}]", f"type = {server.type}", "host = 127.0.0.1",
+                  f"node_port = {server.node_port}"]
+        if server.frontend:
+            lines += ["frontend = true", f"client_port = {server.client_port}"]
+        lines.append("")
+    path.write_text("\n".join(lines))
+
+
+def twistd_server(work: Path, config: Path, server: ClusterServer, **environment: str) -> Server:
+    """
+    C{twistd -n --pidfile= --reactor=epoll gamenet --config CONFIG --server ID}:
+    one server of a cluster file in its own process, ready when its client
+    port (a frontend) or its node port (a backend) accepts connections.
+
+    @param environment: more environment variables for the process.
+    """
+    argv = [str(Path(sys.executable).with_name("twistd")), "--nodaemon", "--pidfile=", "--reactor=epoll",
+            "gamenet", "--config", str(config), "--server", server.id]
+    return Server(server.id, argv, server.client_port or server.node_port, work, {**ENV, **environment})
+
+
+def call(port: int, route: str, body: Any = None, transport: str = "websocket", timeout: float = 20.0) -> Any:
+    """
+    One request from a fresh client process, repeated (a new connection each
+    time) every 0.1 s until it is answered without an error or C{timeout}
+    seconds pass: to wait until a cluster serves a route end to end, and to
+    read a bench plugin's counters.
+
+    @return: the answer's decoded body.
+    @raise ServerError: no answer without an error in time.
+    """
+    spec = {"port": port, "route": route, "body": {} if body is None else body, "transport": transport,
+            "timeout": timeout}
+    try:
+        done = subprocess.run([sys.executable, __file__, "call", json.dumps(spec)], capture_output=True, text=True,
+                              env=ENV, timeout=timeout + 15.0)
+    except subprocess.TimeoutExpired:
+        raise ServerError(f"{route} on port {port}: the calling process did not finish") from None
+    try:
+        result = json.loads(done.stdout.strip().splitlines()[-1])
+    except (IndexError, ValueError):
+        raise ServerError(f"{route} on port {port}: the calling process failed:\n{done.stderr[-2000:]}") from None
+    if "error" in result:
+        raise ServerError(f"{route} on port {port}: no answer in {timeout:g} s; last error: {result['error']}")
+    return result["answer"]
+
+
 # Driving clients
 
 
@@ -290,6 +376,7 @@ class LoadResult:
     server_cpu: float  # seconds
     client_cpu: float  # seconds, every worker together
     connected: int
+    cpu: dict[str, float] = field(default_factory=dict)  # seconds, of each of drive()'s processes, by name
 
     @property
     def rate(self) -> float:
@@ -336,11 +423,15 @@ class Load:
     check_echo: bool = True
 
 
-def drive(server: Server, load: Load, at_start: Callable[[], Any] | None = None) -> LoadResult:
+def drive(server: Server, load: Load, at_start: Callable[[], Any] | None = None,
+          processes: Sequence[Server] = ()) -> LoadResult:
     """
     Apply C{load} to C{server} and measure the timed window.
 
     @param at_start: called when the timed window opens (e.g. to start a profiler).
+    @param processes: more server processes (the rest of a cluster) whose CPU
+        time over the window goes into the result's C{cpu} by name, with
+        C{server}'s; each is checked to be alive at the end.
     @raise ServerError: the server died, or a worker failed.
     """
     shares = [load.clients // load.workers + (1 if i < load.clients % load.workers else 0)
@@ -358,7 +449,7 @@ def drive(server: Server, load: Load, at_start: Callable[[], Any] | None = None)
             ))
         connected = 0
         for worker in workers:
-            ready = _read_line(worker, CONNECT_TIMEOUT, "connecting")
+            ready = read_line(worker, CONNECT_TIMEOUT, "connecting")
             connected += ready["connected"]
         server.check()
         if not connected:
@@ -371,16 +462,20 @@ def drive(server: Server, load: Load, at_start: Callable[[], Any] | None = None)
             worker.stdin.flush()
         time.sleep(max(0.0, start - time.monotonic()))
         server_cpu0 = cpu_seconds(server.pid)
+        others0 = {other.name: cpu_seconds(other.pid) for other in processes}
         client_cpu0 = sum(cpu_seconds(w.pid) for w in workers)
         if at_start is not None:
             at_start()
         time.sleep(max(0.0, end - time.monotonic()))
         server_cpu1 = cpu_seconds(server.pid)
+        others1 = {other.name: cpu_seconds(other.pid) for other in processes}
         client_cpu1 = sum(cpu_seconds(w.pid) for w in workers)
-        results = [_read_line(worker, DRAIN + 10.0, "reporting") for worker in workers]
+        results = [read_line(worker, DRAIN + 10.0, "reporting") for worker in workers]
         for worker in workers:
             worker.wait(10)
         server.check()
+        for other in processes:
+            other.check()
     finally:
         for worker in workers:
             if worker.poll() is None:
@@ -394,11 +489,12 @@ def drive(server: Server, load: Load, at_start: Callable[[], Any] | None = None)
         latencies.extend(us / 1e6 for us in result["latencies_us"])
         for kind, count in result["errors"].items():
             errors[kind] = errors.get(kind, 0) + count
+    cpu = {server.name: server_cpu1 - server_cpu0, **{name: others1[name] - others0[name] for name in others0}}
     return LoadResult(end - start, completed, errors, latencies, server_cpu1 - server_cpu0,
-                      client_cpu1 - client_cpu0, connected)
+                      client_cpu1 - client_cpu0, connected, cpu)
 
 
-def _read_line(worker: subprocess.Popen[str], timeout: float, doing: str) -> dict[str, Any]:
+def read_line(worker: subprocess.Popen[str], timeout: float, doing: str) -> dict[str, Any]:
     """
     The next JSON line a worker prints, within C{timeout} seconds.
     """
@@ -418,8 +514,12 @@ def _read_line(worker: subprocess.Popen[str], timeout: float, doing: str) -> dic
 
 def _worker(spec: dict[str, Any]) -> None:
     from twisted.internet import epollreactor
+    from twisted.internet.error import ReactorAlreadyInstalledError
 
-    epollreactor.install()
+    try:
+        epollreactor.install()
+    except ReactorAlreadyInstalledError:
+        pass  # importing gamenet (gamenet.robot.procstat, above) installed the default one: epoll on Linux
     from twisted.internet import reactor, stdio
     from twisted.internet.defer import Deferred, DeferredSemaphore, gatherResults
     from twisted.protocols.basic import LineReceiver
@@ -518,5 +618,83 @@ def _worker(spec: dict[str, Any]) -> None:
     reactor.run()
 
 
+def _call(spec: dict[str, Any]) -> None:
+    from twisted.internet import task
+    from twisted.internet.defer import Deferred
+
+    from gamenet.client import Client
+
+    async def run(reactor: Any) -> None:
+        deadline = time.monotonic() + spec["timeout"]
+        error = "no attempt"
+        while True:
+            client = None
+            try:
+                client = await Client.connect(reactor, "127.0.0.1", spec["port"], spec["transport"], timeout=5.0)
+                answer = await client.request(spec["route"], spec["body"])
+            except Exception as e:
+                error = f"{type(e).__name__}: {e}"
+            else:
+                print(json.dumps({"answer": answer}), flush=True)
+                await client.close()
+                return
+            finally:
+                if client is not None and not client.closed.called:
+                    client.close()
+            if time.monotonic() > deadline:
+                print(json.dumps({"error": error}), flush=True)
+                return
+            await task.deferLater(reactor, 0.1, lambda: None)
+
+    task.react(lambda reactor: Deferred.fromCoroutine(run(reactor)))
+
+
+# Reports
+
+
+def machine() -> str:
+    """
+    The CPU model and count, and the versions that matter, for a report's header.
+    """
+    from importlib.metadata import version
+    import platform
+
+    model = "unknown CPU"
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return (f"{model}, {os.cpu_count()} cores; Python {platform.python_version()}, "
+            f"Twisted {version('twisted')}, Autobahn {version('autobahn')}")
+
+
+def columns(rows: list[tuple[str, ...]], left: int) -> str:
+    """
+    Rows as aligned columns under a rule: the first C{left} columns left-aligned, the rest right.
+    """
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(cell.ljust(w) if i < left else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths)))
+             for row in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def summary(ratios: list[float]) -> str:
+    """
+    One ratio, or the median of several rounds with each round's.
+    """
+    import statistics
+
+    if len(ratios) == 1:
+        return f"{ratios[0]:.2f}x"
+    return f"{statistics.median(ratios):.2f}x (median; rounds {', '.join(f'{r:.2f}' for r in ratios)})"
+
+
 if __name__ == "__main__" and sys.argv[1:2] == ["worker"]:
     _worker(json.loads(sys.argv[2]))
+elif __name__ == "__main__" and sys.argv[1:2] == ["call"]:
+    _call(json.loads(sys.argv[2]))
