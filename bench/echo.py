@@ -35,36 +35,20 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import shutil
 import signal
-import statistics
 import sys
 from functools import partial
-from importlib.metadata import version
 from pathlib import Path
 from typing import NamedTuple
 
 from _common import (
-    REPO, Load, LoadResult, PySpy, Server, ServerError, drive, free_port, gamenet_server, peak_rss_kib,
+    REPO, Load, LoadResult, PySpy, Server, ServerError, columns, drive, free_port, gamenet_server, machine,
+    peak_rss_kib, summary,
     stack_shares, workdir,
 )
 
 AIM = 1.25  # gamenet's CPU per request, at most this many times the bare server's
-
-
-def machine() -> str:
-    model = "unknown CPU"
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    model = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    return (f"{model}, {os.cpu_count()} cores; Python {platform.python_version()}, "
-            f"Twisted {version('twisted')}, Autobahn {version('autobahn')}")
 
 
 def main() -> int:
@@ -158,15 +142,6 @@ class Row(NamedTuple):
     peak_rss_kib: int
 
 
-def summary(ratios: list[float]) -> str:
-    """
-    One ratio, or the median of several rounds with each round's.
-    """
-    if len(ratios) == 1:
-        return f"{ratios[0]:.2f}x"
-    return f"{statistics.median(ratios):.2f}x (median; rounds {', '.join(f'{r:.2f}' for r in ratios)})"
-
-
 def breakdown(measured: dict[str, Row], samplers: dict[str, PySpy]) -> str:
     """
     Each server's CPU per request in round 1, split by where py-spy saw it spent.
@@ -202,17 +177,6 @@ def table(rounds: list[dict[str, Row]], transport: str) -> str:
                 f"{rss / 1024:.1f}",
             ))
     return columns(rows, left=2)
-
-
-def columns(rows: list[tuple[str, ...]], left: int) -> str:
-    """
-    Rows as aligned columns under a rule: the first C{left} columns left-aligned, the rest right.
-    """
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    lines = ["  ".join(cell.ljust(w) if i < left else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths)))
-             for row in rows]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines)
 
 
 if __name__ == "__main__":
