@@ -4,7 +4,6 @@ The Application: one server of the cluster, its settings, components and service
 
 from __future__ import annotations
 
-import inspect
 from functools import cached_property
 from typing import Any, Callable, Iterable
 
@@ -12,6 +11,7 @@ from twisted.application.service import MultiService, Service
 from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.logger import Logger
 
+from ._settle import settle
 from .channel import ChannelService
 from .cluster import BackendSessionService, ClusterNode
 from .cluster.registry import ServerRegistry
@@ -30,11 +30,6 @@ from .storage import shared_memory_storage
 
 log = Logger()
 
-
-async def _settle(value: Any) -> Any:
-    if isinstance(value, Deferred) or inspect.iscoroutine(value):
-        return await value
-    return value
 
 
 def _matches(value: str, pattern: str | None) -> bool:
@@ -332,7 +327,7 @@ class Application(MultiService):
         for bound in self.components:
             function = getattr(bound.instance, method, None)
             if function is not None:
-                await _settle(function())
+                await settle(function())
 
     # Filters and hooks
 
@@ -454,7 +449,7 @@ class Application(MultiService):
 
     async def _run_lifecycle(self, stage: str) -> None:
         for fn in self._lifecycle[stage]:
-            await _settle(fn(self))
+            await settle(fn(self))
 
     # Service
 

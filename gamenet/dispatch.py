@@ -17,6 +17,7 @@ from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from ._settle import settle
 from .errors import BadRequest, GamenetError, RouteNotFound
 from .hooks import HookRegistry, RouteHooks
 from .protocol import serializer
@@ -90,11 +91,6 @@ class _Plan:
         self.fast = handler is not None and not hooks.request_hooks
         self.raw = bool(getattr(handler, "raw", False))
 
-
-async def _settle(value: Any) -> Any:
-    if isinstance(value, Deferred) or inspect.iscoroutine(value):
-        return await value
-    return value
 
 
 class Dispatcher:
@@ -227,13 +223,13 @@ class Dispatcher:
                         Message(REQUEST if request.id else NOTIFY, request.id, request.route, request.body)
                         if plan.raw else request.msg
                     )
-                    request.response = await _settle(plan.handler(argument, request.session))
+                    request.response = await settle(plan.handler(argument, request.session))
                     request.answered = True
             except Exception as e:
                 request.error = e
             for hook in (*hooks.after_serve, *hooks.global_after):
                 try:
-                    await _settle(hook(request))
+                    await settle(hook(request))
                 except Exception as e:
                     request.error = e
             if request.is_notify:
@@ -259,11 +255,11 @@ class Dispatcher:
         for hook in hooks:
             if stop_on_answer and request.answered:
                 return
-            await _settle(hook(request))
+            await settle(hook(request))
 
     async def _guarded(self, hook: Callable[..., Any], request: Request) -> None:
         try:
-            await _settle(hook(request))
+            await settle(hook(request))
         except Exception:
             log.failure(
                 "hook {hook!r} failed on {route} for session {session_id} on {server_id}",

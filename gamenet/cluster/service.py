@@ -5,7 +5,6 @@ server, forwarding, C{app.rpc}, sys calls and membership.
 
 from __future__ import annotations
 
-import inspect
 import os
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -15,6 +14,7 @@ from twisted.internet.defer import Deferred, DeferredList, fail, maybeDeferred, 
 from twisted.internet.task import LoopingCall, deferLater
 from twisted.logger import Logger
 
+from .._settle import settle
 from ..config import ServerConfig
 from ..connector.listener import listen
 from ..errors import GamenetError, RouteNotFound
@@ -32,11 +32,6 @@ if TYPE_CHECKING:
 
 log = Logger()
 
-
-async def _settle(value: Any) -> Any:
-    if isinstance(value, Deferred) or inspect.iscoroutine(value):
-        return await value
-    return value
 
 
 class _ForwardResponder:
@@ -275,7 +270,7 @@ class ClusterNode(Service):
         hooks = self.app.hooks.for_route(call.route)
         try:
             for hook in hooks.rpc_before:
-                await _settle(hook(call))
+                await settle(hook(call))
             payload = wire.encode_call(call.route, call.args)
             if call.server_id == self.app.server_id:
                 call.result = serializer.loads(await self._run_local(payload))
@@ -287,7 +282,7 @@ class ClusterNode(Service):
         except Exception as e:
             call.error = e
         for hook in hooks.rpc_after:
-            await _settle(hook(call))
+            await settle(hook(call))
         if call.error is not None:
             raise call.error
         return call.result
@@ -354,4 +349,4 @@ class ClusterNode(Service):
         function = self.remotes.get(route)
         if function is None:
             raise RouteNotFound(f"no remote {route} on {self.app.server_id}")
-        return serializer.dumps(await _settle(function(*args)))
+        return serializer.dumps(await settle(function(*args)))

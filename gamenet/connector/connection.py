@@ -10,7 +10,6 @@ is a L{Link}: raw TCP or a WebSocket, with or without TLS.
 from __future__ import annotations
 
 import enum
-import inspect
 from typing import TYPE_CHECKING, Any, Protocol
 
 from twisted.internet.defer import Deferred, succeed
@@ -18,6 +17,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 from twisted.internet.interfaces import IPushProducer
 
+from .._settle import settle
 from ..errors import GamenetError
 from ..hooks import DROP
 from ..protocol import handshake, message, package, serializer
@@ -185,9 +185,7 @@ class Connection:
         user = None
         try:
             for validator in validators:
-                result = validator(request)
-                if isinstance(result, Deferred) or inspect.iscoroutine(result):
-                    result = await result
+                result = await settle(validator(request))
                 if result is not None:
                     user = result
         except GamenetError as e:
