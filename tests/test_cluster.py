@@ -477,7 +477,11 @@ class AuthenticationTests(SynchronousTestCase):
     Node links need the cluster secret.
     """
 
-    def login(self, name, secret):
+    def connect(self):
+        """
+        A bare PB client factory connected in memory to area-1's node port,
+        and the pump that moves its bytes.
+        """
         cluster = make_cluster()
         cluster.start()
         self.addCleanup(cluster.stop)
@@ -486,6 +490,10 @@ class AuthenticationTests(SynchronousTestCase):
         server = cluster.apps["area-1"].node.node_server.factory.buildProtocol(None)
         pump = iosim.connect(server, iosim.makeFakeServer(server), client, iosim.makeFakeClient(client),
                              greet=False, clock=cluster.reactor)
+        return factory, pump
+
+    def login(self, name, secret):
+        factory, pump = self.connect()
         d = factory.login(UsernamePassword(name, secret))
         pump.flush()
         return d
@@ -515,14 +523,7 @@ class AuthenticationTests(SynchronousTestCase):
         """
         An anonymous PB connection gets nothing callable.
         """
-        cluster = make_cluster()
-        cluster.start()
-        self.addCleanup(cluster.stop)
-        factory = pb.PBClientFactory()
-        client = factory.buildProtocol(None)
-        server = cluster.apps["area-1"].node.node_server.factory.buildProtocol(None)
-        pump = iosim.connect(server, iosim.makeFakeServer(server), client, iosim.makeFakeClient(client),
-                             greet=False, clock=cluster.reactor)
+        factory, pump = self.connect()
         d = factory.getRootObject()
         pump.flush()
         root = self.successResultOf(d)
