@@ -12,5 +12,28 @@ One module per concept:
 - L{scenarios}: the route scenario, the scenario context, loading a module;
 - L{stats}: latency histograms and per-second series, mergeable across workers;
 - L{report}: the terminal table, the JSON document, the PNG plot;
-- L{procstat}: CPU time and peak memory of processes, from /proc.
+- L{procstat}: CPU time and memory of processes, from /proc.
+
+L{measure} runs the robot from Python (the bench scripts do) and returns the
+JSON report.
 """
+
+from __future__ import annotations
+
+from typing import Any, Sequence, TextIO
+
+__all__ = ["measure"]
+
+
+def measure(argv: Sequence[str], progress: TextIO | None = None) -> dict[str, Any]:
+    """
+    Run the robot with the C{gamenet bench} command line C{argv} and return
+    its report (the document C{--json} writes); C{progress} gets the
+    progress line if given.
+
+    @raise gamenet.robot.options.UsageError: the command line is refused.
+    @raise ValueError: a C{--pid} is not running.
+    """
+    from . import options, report, runner
+
+    return report.to_json(runner.run(options.parse(argv), progress))

@@ -45,11 +45,15 @@ def peak_rss_kib(pid: int) -> int:
     """
     The process's peak resident set size (VmHWM) in KiB, from /proc/<pid>/status.
     """
+    return _status_kib(pid, "VmHWM:")
+
+
+def _status_kib(pid: int, key: str) -> int:
     with open(f"/proc/{pid}/status") as f:
         for line in f:
-            if line.startswith("VmHWM:"):
+            if line.startswith(key):
                 return int(line.split()[1])
-    raise ValueError(f"no VmHWM for pid {pid}")
+    raise ValueError(f"no {key} for pid {pid}")
 
 
 def alive(pid: int) -> bool:
@@ -57,3 +61,10 @@ def alive(pid: int) -> bool:
     Whether /proc knows the process.
     """
     return os.path.exists(f"/proc/{pid}/stat")
+
+
+def rss_kib(pid: int) -> int:
+    """
+    The process's resident set size now (VmRSS) in KiB, from /proc/<pid>/status.
+    """
+    return _status_kib(pid, "VmRSS:")

@@ -1,7 +1,8 @@
 """
 The robot's parent process: starts the workers, gathers their JSON lines,
 shows progress, measures the given server processes and its own workers from
-/proc, and stops everything by the deadline.
+/proc over the measured window (after the warm-up), and stops everything by
+the deadline.
 """
 
 from __future__ import annotations
@@ -34,11 +35,12 @@ class Run:
 
     args: Namespace
     stats: Stats
-    ticks: dict[int, Tick]
-    elapsed: float  # seconds from the load's start to the last worker's report
-    server_cpu: dict[int, float]  # seconds of CPU by pid over the run
+    ticks: dict[int, Tick]  # by second from the load's start (the warm-up included)
+    measured: float  # seconds the window lasted (C{--seconds} unless the workers ended early)
+    server_cpu: dict[int, float]  # seconds of CPU by pid over the window
     server_peak_rss_kib: dict[int, int]
-    worker_cpu: list[float]  # seconds of CPU of each worker over the run
+    server_rss_kib: dict[int, tuple[int, int]]  # by pid: resident memory before the load, and at the window's end
+    worker_cpu: list[float]  # seconds of CPU of each worker over the window
     warnings: list[str] = field(default_factory=list)
 
 
@@ -47,6 +49,16 @@ def _cpu(pids: list[int]) -> dict[int, float]:
     for pid in pids:
         try:
             out[pid] = procstat.cpu_seconds(pid)
+        except (OSError, ValueError):
+            pass
+    return out
+
+
+def _rss(pids: list[int]) -> dict[int, int]:
+    out = {}
+    for pid in pids:
+        try:
+            out[pid] = procstat.rss_kib(pid)
         except (OSError, ValueError):
             pass
     return out
@@ -74,17 +86,20 @@ def run(args: Namespace, progress: TextIO | None = sys.stderr) -> Run:
     for pid in args.pid:
         if not procstat.alive(pid):
             raise ValueError(f"no process {pid} to measure")
+    rss_before = _rss(args.pid)
     start = time.monotonic() + STARTUP
-    end = start + args.seconds
+    window = start + args.warmup
+    end = window + args.seconds
     hard_end = end + args.drain + GRACE
     shares = [args.clients // args.workers + (1 if i < args.clients % args.workers else 0)
               for i in range(args.workers)]
     common = {
-        "host": args.host, "port": args.port, "transport": args.transport, "tls": args.tls,
+        "host": args.host, "port": args.port, "transport": args.transport, "tls": args.tls, "path": args.path,
         "allow_remote": args.allow_remote, "timeout": args.timeout, "route": args.route, "body": args.body,
-        "inflight": args.inflight, "scenario": args.scenario and (
+        "inflight": args.inflight, "echo": args.echo, "idle": args.idle, "scenario": args.scenario and (
             str(Path(args.scenario).resolve()) if args.scenario.endswith(".py") else args.scenario),
-        "params": args.params, "start": start, "end": end, "drain": args.drain, "hard_end": hard_end,
+        "params": args.params, "start": start, "window": window, "end": end, "drain": args.drain,
+        "hard_end": hard_end,
     }
     lines: queue.Queue[tuple[int, Any]] = queue.Queue()
     workers: list[subprocess.Popen[str]] = []
@@ -97,7 +112,7 @@ def run(args: Namespace, progress: TextIO | None = sys.stderr) -> Run:
                                       stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=_worker_env())
             workers.append(worker)
             threading.Thread(target=_reader, args=(n, worker.stdout, lines), daemon=True).start()
-        return _gather(args, workers, lines, start, end, hard_end, progress)
+        return _gather(args, workers, lines, start, window, end, hard_end, rss_before, progress)
     finally:
         for worker in workers:
             if worker.stdin is not None:
@@ -110,23 +125,37 @@ def run(args: Namespace, progress: TextIO | None = sys.stderr) -> Run:
                 worker.wait()
 
 
+def _rate(ticks: dict[int, Tick], second: int) -> float:
+    """
+    Requests completed in second C{second} of the load (0 before it has any).
+    """
+    tick = ticks.get(second)
+    return float(tick.completed) if tick is not None else 0.0
+
+
 def _gather(args: Namespace, workers: list[subprocess.Popen[str]], lines: queue.Queue[tuple[int, Any]],
-            start: float, end: float, hard_end: float, progress: TextIO | None) -> Run:
+            start: float, window: float, end: float, hard_end: float, rss_before: dict[int, int],
+            progress: TextIO | None) -> Run:
     pids = list(args.pid)
     worker_pids = [w.pid for w in workers]
-    time.sleep(max(0.0, start - time.monotonic()))
-    server0 = _cpu(pids)
-    workers0 = _cpu(worker_pids)
+    # CPU of the servers and of the workers at the window's start and end, and resident memory at its end.
+    opened: tuple[dict[int, float], dict[int, float]] | None = None
+    closed: tuple[dict[int, float], dict[int, float], dict[int, int]] | None = None
     stats = Stats()
     ticks: dict[int, Tick] = {}
     reported: set[int] = set()
     ended: set[int] = set()
     completed = errors = 0
-    workers_last = dict(workers0)
     last_shown = 0.0
     while len(ended) < len(workers) and time.monotonic() < hard_end + 1.0:
+        now = time.monotonic()
+        if opened is None and now >= window:
+            opened = _cpu(pids), _cpu(worker_pids)
+        if closed is None and now >= end:
+            closed = _cpu(pids), _cpu(worker_pids), _rss(pids)
+        boundary = window if opened is None else end if closed is None else now + 0.25
         try:
-            n, message = lines.get(timeout=0.25)
+            n, message = lines.get(timeout=min(0.25, max(0.001, boundary - now)))
         except queue.Empty:
             n, message = -1, None
         if n >= 0 and message is None:
@@ -140,37 +169,39 @@ def _gather(args: Namespace, workers: list[subprocess.Popen[str]], lines: queue.
             stats.merge(Stats.from_json(message["final"]))
             reported.add(n)
             if len(reported) == len(workers):
-                workers_last = _cpu(worker_pids)
                 break
         now = time.monotonic()
         if progress is not None and now - last_shown >= 1.0:
             last_shown = now
-            elapsed = max(0.0, now - start)
-            rate = completed / elapsed if elapsed > 0 else 0.0
-            progress.write(f"\r{min(elapsed, args.seconds):5.1f}/{args.seconds:g} s  {rate:9.1f} req/s  "
-                           f"{completed} done  {errors} errors   ")
+            total = args.warmup + args.seconds
+            phase = "  warm-up" if now < window else ""
+            progress.write(f"\r{min(max(0.0, now - start), total):5.1f}/{total:g} s{phase}  "
+                           f"{_rate(ticks, int(now - start) - 1):9.1f} req/s  {completed} done  {errors} errors   ")
             progress.flush()
-    elapsed = time.monotonic() - start
-    if len(reported) < len(workers):
-        workers_last = _cpu(worker_pids)
-    server1 = _cpu(pids)
     if progress is not None:
         progress.write("\n")
         progress.flush()
+    if closed is None:  # the workers ended before the deadline
+        closed = _cpu(pids), _cpu(worker_pids), _rss(pids)
+    if opened is None:  # ... or even before the window opened
+        opened = closed[0], closed[1]
+    (server0, workers0), (server1, workers1, rss_end) = opened, closed
+    measured = max(0.0, min(time.monotonic(), end) - window)
     peaks = {}
     for pid in pids:
         try:
             peaks[pid] = procstat.peak_rss_kib(pid)
         except (OSError, ValueError):
             pass
-    worker_cpu = [workers_last.get(pid, 0.0) - workers0.get(pid, 0.0) for pid in worker_pids]
-    result = Run(args, stats, ticks, elapsed, {pid: server1[pid] - server0[pid] for pid in server0 if pid in server1},
-                 peaks, worker_cpu)
+    worker_cpu = [max(0.0, workers1.get(pid, 0.0) - workers0.get(pid, 0.0)) for pid in worker_pids]
+    rss = {pid: (rss_before[pid], rss_end[pid]) for pid in rss_before if pid in rss_end}
+    result = Run(args, stats, ticks, measured,
+                 {pid: server1[pid] - server0[pid] for pid in server0 if pid in server1}, peaks, rss, worker_cpu)
     missing = len(workers) - len(reported)
     if missing:
         stats.errors["worker_failed"] = missing
         result.warnings.append(f"{missing} worker(s) did not report: their clients are not counted")
-    busiest = max(worker_cpu, default=0.0) / elapsed if elapsed > 0 else 0.0
+    busiest = max(worker_cpu, default=0.0) / measured if measured > 0 else 0.0
     if busiest >= SATURATED:
         result.warnings.append(
             f"the robot may be the bottleneck: its busiest worker used {busiest:.0%} of a core "

@@ -7,7 +7,13 @@ client's run ends when C{run} returns. The context connects (timing the
 set-up and counting pushes), sends requests (timing them by route, counting
 errors by kind), and says when to stop (C{ctx.running} turns false at the
 deadline). The built-in L{RouteScenario} sends one route with a JSON body,
-C{inflight} requests at a time; C{examples/chat/robot.py} is a module scenario.
+C{inflight} requests at a time, and L{IdleScenario} holds a connection;
+C{examples/chat/robot.py} is a module scenario.
+
+Only what completes inside the measured window is counted (connections and
+errors excepted): a run may start with a warm-up (C{--warmup}), and the
+answers that arrive after the deadline (during the drain) are not counted
+either, so that the counts and the server CPU cover the same window.
 """
 
 from __future__ import annotations
@@ -85,11 +91,12 @@ class Worker:
     What the contexts of one worker share: the stats, the deadline, the target.
     """
 
-    def __init__(self, reactor: Any, spec: dict[str, Any], stats: Stats, on_complete: Callable[[float], None],
+    def __init__(self, reactor: Any, spec: dict[str, Any], stats: Stats, on_complete: Callable[[str, float], None],
                  on_error: Callable[[], None], on_push: Callable[[], None]) -> None:
         self.reactor = reactor
         self.spec = spec
         self.stats = stats
+        self.window: float = spec["window"]
         self.end: float = spec["end"]
         self.stopping = False
         self.outstanding = 0
@@ -104,13 +111,21 @@ class Worker:
             self.stats.error(kind)
             self.on_error()
 
+    @property
+    def counting(self) -> bool:
+        """
+        Whether what completes now is counted: the measured window is open
+        (after the warm-up, before the deadline).
+        """
+        return not self.stopping and self.window <= time.monotonic() < self.end
+
 
 class Context:
     """
     One simulated client's view of the run, passed to a scenario's C{run}.
 
     @ivar index: this client's number, 0 to C{clients - 1} over every worker.
-    @ivar host, port, transport, tls: the target given on the command line.
+    @ivar host, port, transport, tls, path: the target given on the command line.
     @ivar params: the C{--param key=value} pairs, as strings.
     """
 
@@ -122,6 +137,7 @@ class Context:
         self.port: int = spec["port"]
         self.transport: str = spec["transport"]
         self.tls: bool = spec["tls"]
+        self.path: str = spec["path"]
         self.params: dict[str, str] = spec.get("params", {})
         self.reactor = worker.reactor
 
@@ -131,6 +147,19 @@ class Context:
         True until the run's deadline: a scenario stops starting new work when it turns false.
         """
         return not self._worker.stopping and time.monotonic() < self._worker.end
+
+    @property
+    def measuring(self) -> bool:
+        """
+        True while the measured window is open: after the warm-up, before the deadline.
+        """
+        return self.running and time.monotonic() >= self._worker.window
+
+    def warmed_up(self) -> Deferred[None]:
+        """
+        Wait until the warm-up is over (at once if there is none, or it is).
+        """
+        return deferLater(self.reactor, max(0.0, self._worker.window - time.monotonic()), lambda: None)
 
     def now(self) -> float:
         """
@@ -165,7 +194,7 @@ class Context:
                 d = Client.connect(
                     self.reactor, host, self.port if port is None else port,
                     self.transport if transport is None else transport, self.tls if tls is None else tls,
-                    timeout=self._worker.spec["timeout"],
+                    path=self.path, timeout=self._worker.spec["timeout"],
                 )
                 d.addTimeout(self._worker.spec["timeout"], self.reactor)
                 client = await d
@@ -183,7 +212,7 @@ class Context:
         return client
 
     def _pushed(self, route_and_msg: tuple[str, Any]) -> None:
-        if not self._worker.stopping:
+        if self._worker.counting:
             self._worker.stats.push(route_and_msg[0])
             self._worker.on_push()
 
@@ -233,10 +262,12 @@ class Context:
         if kind is not None:
             worker.error(kind)
             raise RequestFailed(kind)
-        if not worker.stopping:
+        if worker.counting:
             latency = time.monotonic() - started
             worker.stats.request_done(route, latency)
-            worker.on_complete(latency)
+            worker.on_complete(route, latency)
+        elif not worker.stopping:
+            worker.stats.uncounted += 1
         return answer
 
     def notify(self, client: Client, route: str, body: Any = None) -> None:
@@ -250,8 +281,18 @@ class Context:
         Record how long a push took from being caused to arriving (the
         scenario knows how: e.g. a C{ctx.now()} it sent in the message).
         """
-        if not self._worker.stopping:
+        if self._worker.counting:
             self._worker.stats.push_latency.setdefault(route, Histogram()).add(max(0.0, seconds))
+
+    def delivered(self, route: str, key: str, seconds: float) -> None:
+        """
+        Record that this client received message C{key} (e.g. a sequence
+        number the sender put in it), sent to many clients on C{route}, after
+        C{seconds}: the report gives, over every worker, each message's
+        deliveries and its first and last delivery latency.
+        """
+        if self._worker.counting:
+            self._worker.stats.delivered(route, key, max(0.0, seconds))
 
     def error(self, kind: str) -> None:
         """
@@ -262,13 +303,16 @@ class Context:
 
 class RouteScenario:
     """
-    Connect, then keep C{inflight} requests of C{route} with C{body} outstanding until the deadline.
+    Connect, then keep C{inflight} requests of C{route} with C{body}
+    outstanding until the deadline; with C{echo}, an answer that is not the
+    body counts as C{wrong_answer}.
     """
 
-    def __init__(self, route: str, body: Any, inflight: int) -> None:
+    def __init__(self, route: str, body: Any, inflight: int, echo: bool = False) -> None:
         self.route = route
         self.body = body
         self.inflight = inflight
+        self.echo = echo
 
     async def run(self, ctx: Context) -> None:
         client = await ctx.connect()
@@ -276,12 +320,27 @@ class RouteScenario:
         async def loop() -> None:
             while ctx.running and not client.closed.called:
                 try:
-                    await ctx.request(client, self.route, self.body)
+                    answer = await ctx.request(client, self.route, self.body)
                 except RequestFailed as e:
                     if e.kind in ("closed", "timeout"):
                         return
+                else:
+                    if self.echo and answer != self.body:
+                        ctx.error("wrong_answer")
 
         await gatherResults([Deferred.fromCoroutine(loop()) for _ in range(self.inflight)])
+        await ctx.close(client)
+
+
+class IdleScenario:
+    """
+    Connect and hold the connection (the client keeps its heartbeats) until
+    the deadline, sending nothing: what idle players cost a server.
+    """
+
+    async def run(self, ctx: Context) -> None:
+        client = await ctx.connect()
+        await ctx.sleep(float("inf"))  # until the deadline
         await ctx.close(client)
 
 

@@ -4,7 +4,8 @@ What a worker measures, in a form that merges across workers.
 L{Histogram}: latencies in log-scale buckets (each about 4.4% wide, from 1 us),
 with the exact count, sum and maximum; percentiles come from the merged buckets.
 L{Stats}: per route completions and latencies, errors by kind, pushes by route
-and their delivery latency, connection set-up times; and L{Tick}, the counts of
+and their delivery latency, fan-out (first and last delivery of each message
+sent to many clients), connection set-up times; and L{Tick}, the counts of
 one second of the run, for the progress line and the plot.
 """
 
@@ -105,21 +106,55 @@ class Tick:
     errors: int = 0
     pushes: int = 0
     latency: Histogram = field(default_factory=Histogram)
+    routes: dict[str, Histogram] = field(default_factory=dict)
+
+    def request_done(self, route: str, seconds: float) -> None:
+        self.completed += 1
+        self.latency.add(seconds)
+        h = self.routes.get(route)
+        if h is None:
+            h = self.routes[route] = Histogram()
+        h.add(seconds)
 
     def merge(self, other: Tick) -> None:
         self.completed += other.completed
         self.errors += other.errors
         self.pushes += other.pushes
         self.latency.merge(other.latency)
+        _merge_histograms(self.routes, other.routes)
 
     def to_json(self) -> dict[str, Any]:
         return {"second": self.second, "completed": self.completed, "errors": self.errors, "pushes": self.pushes,
-                "latency": self.latency.to_json()}
+                "latency": self.latency.to_json(), "routes": {k: h.to_json() for k, h in self.routes.items()}}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Tick:
         return cls(data["second"], data["completed"], data["errors"], data["pushes"],
-                   Histogram.from_json(data["latency"]))
+                   Histogram.from_json(data["latency"]),
+                   {k: Histogram.from_json(h) for k, h in data["routes"].items()})
+
+
+@dataclass
+class Fanout:
+    """
+    The deliveries of one message sent to many clients (a channel push),
+    recorded by each receiving client: how many, and the first and last
+    delivery latency (seconds).
+    """
+
+    count: int = 0
+    first: float = math.inf
+    last: float = 0.0
+
+    def add(self, seconds: float) -> None:
+        self.count += 1
+        self.first = min(self.first, seconds)
+        self.last = max(self.last, seconds)
+
+    def merge(self, other: Fanout) -> None:
+        self.count += other.count
+        self.first = min(self.first, other.first)
+        self.last = max(self.last, other.last)
 
 
 @dataclass
@@ -132,8 +167,10 @@ class Stats:
     @ivar errors: errors by kind (C{connect_failed}, C{error_response:404}, ...).
     @ivar pushes: pushes received by route.
     @ivar push_latency: delivery latency of pushes by route, where the scenario could tell it.
+    @ivar fanout: by push route, the L{Fanout} of each message (by the key the scenario gave it).
     @ivar connect: connection set-up times (TCP, TLS, WebSocket and Pomelo handshakes).
     @ivar abandoned: requests still unanswered when the run stopped.
+    @ivar uncounted: requests answered outside the window (warm-up, drain), not in C{completed}.
     @ivar clients: simulated clients started; C{connected}: connections that completed the handshake.
     """
 
@@ -142,8 +179,10 @@ class Stats:
     errors: dict[str, int] = field(default_factory=dict)
     pushes: dict[str, int] = field(default_factory=dict)
     push_latency: dict[str, Histogram] = field(default_factory=dict)
+    fanout: dict[str, dict[str, Fanout]] = field(default_factory=dict)
     connect: Histogram = field(default_factory=Histogram)
     abandoned: int = 0
+    uncounted: int = 0
     clients: int = 0
     connected: int = 0
 
@@ -157,14 +196,26 @@ class Stats:
     def push(self, route: str) -> None:
         self.pushes[route] = self.pushes.get(route, 0) + 1
 
+    def delivered(self, route: str, key: str, seconds: float) -> None:
+        messages = self.fanout.setdefault(route, {})
+        fanout = messages.get(key)
+        if fanout is None:
+            fanout = messages[key] = Fanout()
+        fanout.add(seconds)
+
     def merge(self, other: Stats) -> None:
         _merge_counts(self.completed, other.completed)
         _merge_histograms(self.latency, other.latency)
         _merge_counts(self.errors, other.errors)
         _merge_counts(self.pushes, other.pushes)
         _merge_histograms(self.push_latency, other.push_latency)
+        for route, messages in other.fanout.items():
+            into = self.fanout.setdefault(route, {})
+            for key, fanout in messages.items():
+                into.setdefault(key, Fanout()).merge(fanout)
         self.connect.merge(other.connect)
         self.abandoned += other.abandoned
+        self.uncounted += other.uncounted
         self.clients += other.clients
         self.connected += other.connected
 
@@ -173,8 +224,10 @@ class Stats:
             "completed": self.completed, "latency": {k: h.to_json() for k, h in self.latency.items()},
             "errors": self.errors, "pushes": self.pushes,
             "push_latency": {k: h.to_json() for k, h in self.push_latency.items()},
-            "connect": self.connect.to_json(), "abandoned": self.abandoned, "clients": self.clients,
-            "connected": self.connected,
+            "fanout": {route: {key: [f.count, f.first, f.last] for key, f in messages.items()}
+                       for route, messages in self.fanout.items()},
+            "connect": self.connect.to_json(), "abandoned": self.abandoned,
+            "uncounted": self.uncounted, "clients": self.clients, "connected": self.connected,
         }
 
     @classmethod
@@ -183,5 +236,7 @@ class Stats:
             dict(data["completed"]), {k: Histogram.from_json(h) for k, h in data["latency"].items()},
             dict(data["errors"]), dict(data["pushes"]),
             {k: Histogram.from_json(h) for k, h in data["push_latency"].items()},
-            Histogram.from_json(data["connect"]), data["abandoned"], data["clients"], data["connected"],
+            {route: {key: Fanout(*f) for key, f in messages.items()} for route, messages in data["fanout"].items()},
+            Histogram.from_json(data["connect"]), data["abandoned"], data["uncounted"], data["clients"],
+            data["connected"],
         )

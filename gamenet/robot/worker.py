@@ -3,9 +3,10 @@ One worker process of the robot: C{python -m gamenet.robot.worker SPEC}.
 
 SPEC (JSON) names the target, the scenario, this worker's clients
 (C{first_index}, C{clients}) and the run's times as absolute
-C{time.monotonic()} values (one clock for the whole machine): C{start},
-C{end}, C{end + drain}, and C{hard_end}, when the process ends whatever
-happens (an alarm signal, even if the reactor is stuck or the parent died).
+C{time.monotonic()} values (one clock for the whole machine): C{start} (the
+load starts), C{window} (the warm-up is over: counting starts), C{end},
+C{end + drain}, and C{hard_end}, when the process ends whatever happens (an
+alarm signal, even if the reactor is stuck or the parent died).
 
 At C{start} it starts its clients, each running the scenario; every second
 it prints a JSON line C{{"tick": Tick}}; when every client is done, or at
@@ -48,34 +49,38 @@ def main(spec: dict[str, Any]) -> None:
     from twisted.internet.task import LoopingCall
 
     from .options import UsageError
-    from .scenarios import Context, RequestFailed, RouteScenario, Worker, load_scenario
+    from .scenarios import Context, IdleScenario, RequestFailed, RouteScenario, Worker, load_scenario
 
     if spec.get("scenario"):
         scenario = load_scenario(spec["scenario"])
+    elif spec["idle"]:
+        scenario = IdleScenario()
     else:
-        scenario = RouteScenario(spec["route"], spec["body"], spec["inflight"])
+        scenario = RouteScenario(spec["route"], spec["body"], spec["inflight"], spec["echo"])
 
     stats = Stats(clients=spec["clients"])
-    state = {"tick": Tick(0), "final": False}
+    state: dict[str, Any] = {"tick": Tick(0), "final": False}
 
-    def completed(latency: float) -> None:
-        state["tick"].completed += 1
-        state["tick"].latency.add(latency)
+    def tick() -> Tick:
+        # The second of the load it is now, by the shared clock (not by when a timer fired):
+        # a new second sends the last one's counts to the parent.
+        second = int(time.monotonic() - spec["start"])
+        if second > state["tick"].second:
+            _emit({"tick": state["tick"].to_json()})
+            state["tick"] = Tick(second)
+        return state["tick"]
+
+    def completed(route: str, latency: float) -> None:
+        tick().request_done(route, latency)
 
     def errored() -> None:
-        state["tick"].errors += 1
+        tick().errors += 1
 
     def pushed() -> None:
-        state["tick"].pushes += 1
+        tick().pushes += 1
 
     worker = Worker(reactor, spec, stats, completed, errored, pushed)
-
-    def tick() -> None:
-        current = state["tick"]
-        state["tick"] = Tick(current.second + 1)
-        _emit({"tick": current.to_json()})
-
-    ticker = LoopingCall(tick)
+    ticker = LoopingCall(tick)  # sends each second's counts, even of a second without any
 
     def final() -> None:
         if state["final"]:
