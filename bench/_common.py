@@ -1,22 +1,10 @@
 """
-What the bench scripts share: server processes, process CPU and memory from
-/proc, and the client-driving loop.
-
-The load comes from worker processes, each running a reactor with
-L{gamenet.client.Client} connections (run as C{python _common.py worker SPEC}).
-The parent starts them, waits until every worker has connected its clients,
-then sends one line with the timed window (absolute C{time.monotonic()}
-values, a clock all processes of the machine share). Each worker keeps
-C{inflight} requests outstanding on each of its clients from that moment, counts
-the answers that arrive inside the window and their latencies, stops sending
-at the window's end, and prints one JSON line of results.
-
-Besides, for the cluster benchmarks (bench/forward.py, bench/channel.py): a
-cluster file of several servers (L{ClusterServer}, L{write_cluster_file}),
-each server its own C{twistd} process (L{twistd_server}), one request from a
+What the bench scripts share: server processes (L{Server}; a generated
+cluster file of one or several servers, each its own C{twistd} process), the
+load robot run on them (L{robot}: C{gamenet bench}'s L{gamenet.robot.measure},
+measuring the servers' CPU and memory from /proc), one request from a
 throw-away client process (L{call}, run as C{python _common.py call SPEC}),
-and the CPU time of more processes than the one driven (C{drive(...,
-processes=...)}).
+py-spy sampling and the report helpers.
 
 Linux only: CPU and memory are read from /proc.
 """
@@ -25,7 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import selectors
 import signal
 import socket
 import subprocess
@@ -34,7 +21,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
@@ -219,53 +206,6 @@ def workdir() -> Path:
     return Path(tempfile.mkdtemp(prefix="gamenet-bench-"))
 
 
-def write_cluster(path: Path, client_port: int, node_port: int, transport: str, **frontend: Any) -> None:
-    """
-    Write a one-server cluster file: C{connector-1} serving the chat example's
-    plugins (so C{connector.echoHandler.echo}) on C{client_port}.
-
-    @param frontend: more C{[frontend]} keys.
-    """
-    options = {"transport": transport, "heartbeat": 30, "messages_per_second": 1000000, **frontend}
-    lines = [
-        "[cluster]",
-        "name = bench",
-        "secret = bench",
-        "env = bench",
-        f"plugin_path = {REPO}",
-        "plugins = examples.chat.plugins",
-        "",
-        "[frontend]",
-        *(f"{key} = {value}" for key, value in options.items()),
-        "",
-        "[server:connector-1]",
-        "type = connector",
-        "host = 127.0.0.1",
-        f"node_port = {node_port}",
-        "frontend = true",
-        f"client_port = {client_port}",
-        "",
-    ]
-    path.write_text("\n".join(lines))
-
-
-def gamenet_server(work: Path, transport: str, profile: Path | None = None, **frontend: Any) -> Server:
-    """
-    C{twistd -n gamenet} running C{connector-1} of a generated cluster file,
-    with the epoll reactor; under cProfile (saved to C{profile} on exit) when given.
-    """
-    port = free_port()
-    config = work / "cluster.ini"
-    write_cluster(config, port, free_port(), transport, **frontend)
-    argv = [str(Path(sys.executable).with_name("twistd")), "--nodaemon", "--pidfile=", "--reactor=epoll"]
-    if profile is not None:
-        # twistd's own profiler: it saves the stats when the reactor stops, before
-        # twistd ends itself with the signal that stopped it.
-        argv += [f"--profile={profile}", "--profiler=cprofile", "--savestats"]
-    argv += ["gamenet", "--config", str(config), "--server", "connector-1"]
-    return Server("gamenet", argv, port, work)
-
-
 @dataclass
 class ClusterServer:
     """
@@ -295,9 +235,9 @@ def write_cluster_file(path: Path, servers: Sequence[ClusterServer], transport: 
     packages C{plugins} found on C{plugin_path} (by default the chat
     example's and bench/plugins, which is imported as the top-level package
     C{plugins}: twisted.plugin cannot search a package inside a namespace
-    package such as C{bench}); the C{[frontend]} keys are those of
-    L{write_cluster} (C{transport}, heartbeat 30, C{messages_per_second}
-    1000000) and C{frontend}.
+    package such as C{bench}); the C{[frontend]} keys are C{transport},
+    heartbeat 30, C{messages_per_second} 1000000 (so that the rate limit does
+    not trip) and C{frontend}.
     """
     options = {"transport": transport, "heartbeat": 30, "messages_per_second": 1000000, **frontend}
     lines = [
@@ -321,17 +261,40 @@ def write_cluster_file(path: Path, servers: Sequence[ClusterServer], transport: 
     path.write_text("\n".join(lines))
 
 
-def twistd_server(work: Path, config: Path, server: ClusterServer, **environment: str) -> Server:
+def twistd_server(work: Path, config: Path, server: ClusterServer, profile: Path | None = None,
+                  **environment: str) -> Server:
     """
     C{twistd -n --pidfile= --reactor=epoll gamenet --config CONFIG --server ID}:
     one server of a cluster file in its own process, ready when its client
     port (a frontend) or its node port (a backend) accepts connections.
 
+    @param profile: run it under cProfile, saving the statistics to this file
+        when it stops (twistd's own profiler: not for figures to quote).
     @param environment: more environment variables for the process.
     """
-    argv = [str(Path(sys.executable).with_name("twistd")), "--nodaemon", "--pidfile=", "--reactor=epoll",
-            "gamenet", "--config", str(config), "--server", server.id]
+    argv = [str(Path(sys.executable).with_name("twistd")), "--nodaemon", "--pidfile=", "--reactor=epoll"]
+    if profile is not None:
+        # twistd saves the statistics when the reactor stops, before it ends
+        # itself with the signal that stopped it.
+        argv += [f"--profile={profile}", "--profiler=cprofile", "--savestats"]
+    argv += ["gamenet", "--config", str(config), "--server", server.id]
     return Server(server.id, argv, server.client_port or server.node_port, work, {**ENV, **environment})
+
+
+def gamenet_server(work: Path, transport: str, profile: Path | None = None, **frontend: Any) -> Server:
+    """
+    C{twistd -n gamenet} running C{connector-1} of a generated cluster file
+    (the chat example's plugins, so C{connector.echoHandler.echo}), under
+    cProfile when C{profile} is given; C{frontend}: more C{[frontend]} keys.
+    """
+    server = ClusterServer("connector-1", "connector", client_port=free_port())
+    config = work / "cluster.ini"
+    write_cluster_file(config, [server], transport, ("examples.chat.plugins",), (REPO,), **frontend)
+    process = twistd_server(work, config, server, profile)
+    process.name = "gamenet"
+    return process
+
+
 
 
 def call(port: int, route: str, body: Any = None, transport: str = "websocket", timeout: float = 20.0) -> Any:
@@ -360,262 +323,46 @@ def call(port: int, route: str, body: Any = None, transport: str = "websocket", 
     return result["answer"]
 
 
-# Driving clients
+# Driving clients: the load robot
 
 
-@dataclass
-class LoadResult:
+def robot(url: str, *options: Any, servers: Sequence[Server] = (), warmup: float = 1.0, seconds: float = 10.0,
+          spies: Sequence[tuple[PySpy, Server]] = ()) -> dict[str, Any]:
     """
-    What a timed window of load measured.
+    Run the load robot (L{gamenet.robot.measure}, what C{gamenet bench} runs)
+    against C{url} with C{gamenet bench} C{options}, measuring C{servers}
+    (their CPU and memory, by pid, over the window after C{warmup}), its
+    progress line on stderr; each py-spy of C{spies} samples its server over
+    the window.
+
+    @return: the robot's JSON report.
+    @raise ServerError: a server died during the run.
     """
+    from gamenet.robot import measure
 
-    seconds: float
-    completed: int
-    errors: dict[str, int]
-    latencies: list[float]  # seconds, of the answers counted
-    server_cpu: float  # seconds
-    client_cpu: float  # seconds, every worker together
-    connected: int
-    cpu: dict[str, float] = field(default_factory=dict)  # seconds, of each of drive()'s processes, by name
+    argv = [url, "--warmup", str(warmup), "--seconds", str(seconds), *map(str, options)]
+    for server in servers:
+        argv += ["--pid", str(server.pid)]
 
-    @property
-    def rate(self) -> float:
-        return self.completed / self.seconds
+    def window() -> None:
+        for spy, server in spies:
+            spy.start(server.pid, seconds)
 
-    @property
-    def cpu_per_request(self) -> float:
-        """
-        Server CPU seconds per completed request.
-        """
-        return self.server_cpu / self.completed if self.completed else float("nan")
-
-    @property
-    def error_count(self) -> int:
-        return sum(self.errors.values())
-
-    def percentile(self, p: float) -> float:
-        """
-        The latency (seconds) below which C{p} percent of answers came, nearest rank.
-        """
-        if not self.latencies:
-            return float("nan")
-        ordered = sorted(self.latencies)
-        return ordered[min(len(ordered) - 1, max(0, int(round(p / 100 * len(ordered))) - 1))]
-
-
-@dataclass
-class Load:
-    """
-    The load to apply: C{clients} connections spread over C{workers}
-    processes, each keeping C{inflight} requests of C{route} with C{body}
-    outstanding; with C{check_echo}, an answer that differs from C{body} counts
-    as an error.
-    """
-
-    clients: int
-    inflight: int
-    seconds: float
-    transport: str = "websocket"
-    workers: int = 2
-    warmup: float = 1.0
-    route: str = "connector.echoHandler.echo"
-    body: Any = field(default_factory=lambda: {"text": "hello, world", "n": 42})
-    check_echo: bool = True
-
-
-def drive(server: Server, load: Load, at_start: Callable[[], Any] | None = None,
-          processes: Sequence[Server] = ()) -> LoadResult:
-    """
-    Apply C{load} to C{server} and measure the timed window.
-
-    @param at_start: called when the timed window opens (e.g. to start a profiler).
-    @param processes: more server processes (the rest of a cluster) whose CPU
-        time over the window goes into the result's C{cpu} by name, with
-        C{server}'s; each is checked to be alive at the end.
-    @raise ServerError: the server died, or a worker failed.
-    """
-    shares = [load.clients // load.workers + (1 if i < load.clients % load.workers else 0)
-              for i in range(load.workers)]
-    workers = []
     try:
-        for share in shares:
-            if not share:
-                continue
-            spec = {"port": server.port, "clients": share, "inflight": load.inflight, "transport": load.transport,
-                    "route": load.route, "body": load.body, "check_echo": load.check_echo}
-            workers.append(subprocess.Popen(
-                [sys.executable, __file__, "worker", json.dumps(spec)],
-                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1, env=ENV,
-            ))
-        connected = 0
-        for worker in workers:
-            ready = read_line(worker, CONNECT_TIMEOUT, "connecting")
-            connected += ready["connected"]
-        server.check()
-        if not connected:
-            raise ServerError(f"no client could connect to {server.name}")
-        start = time.monotonic() + load.warmup
-        end = start + load.seconds
-        for worker in workers:
-            assert worker.stdin is not None
-            worker.stdin.write(json.dumps({"start": start, "end": end}) + "\n")
-            worker.stdin.flush()
-        time.sleep(max(0.0, start - time.monotonic()))
-        server_cpu0 = cpu_seconds(server.pid)
-        others0 = {other.name: cpu_seconds(other.pid) for other in processes}
-        client_cpu0 = sum(cpu_seconds(w.pid) for w in workers)
-        if at_start is not None:
-            at_start()
-        time.sleep(max(0.0, end - time.monotonic()))
-        server_cpu1 = cpu_seconds(server.pid)
-        others1 = {other.name: cpu_seconds(other.pid) for other in processes}
-        client_cpu1 = sum(cpu_seconds(w.pid) for w in workers)
-        results = [read_line(worker, DRAIN + 10.0, "reporting") for worker in workers]
-        for worker in workers:
-            worker.wait(10)
-        server.check()
-        for other in processes:
-            other.check()
+        report = measure(argv, progress=sys.stderr, on_window=window)
     finally:
-        for worker in workers:
-            if worker.poll() is None:
-                worker.kill()
-                worker.wait()
-    errors: dict[str, int] = {}
-    latencies: list[float] = []
-    completed = 0
-    for result in results:
-        completed += result["completed"]
-        latencies.extend(us / 1e6 for us in result["latencies_us"])
-        for kind, count in result["errors"].items():
-            errors[kind] = errors.get(kind, 0) + count
-    cpu = {server.name: server_cpu1 - server_cpu0, **{name: others1[name] - others0[name] for name in others0}}
-    return LoadResult(end - start, completed, errors, latencies, server_cpu1 - server_cpu0,
-                      client_cpu1 - client_cpu0, connected, cpu)
+        for spy, _ in spies:
+            spy.wait()
+    for server in servers:
+        server.check()
+    return report
 
 
-def read_line(worker: subprocess.Popen[str], timeout: float, doing: str) -> dict[str, Any]:
+def server_cpu(report: dict[str, Any], server: Server) -> float:
     """
-    The next JSON line a worker prints, within C{timeout} seconds.
+    The CPU seconds C{server} used over the robot's window.
     """
-    assert worker.stdout is not None
-    with selectors.DefaultSelector() as selector:
-        selector.register(worker.stdout, selectors.EVENT_READ)
-        if not selector.select(timeout):
-            raise ServerError(f"a bench worker was still {doing} after {timeout:g} s")
-    line = worker.stdout.readline()
-    if not line:
-        raise ServerError(f"a bench worker exited with {worker.wait()} while {doing}")
-    return json.loads(line)  # type: ignore[no-any-return]
-
-
-# The worker process
-
-
-def _worker(spec: dict[str, Any]) -> None:
-    from twisted.internet import epollreactor
-    from twisted.internet.error import ReactorAlreadyInstalledError
-
-    try:
-        epollreactor.install()
-    except ReactorAlreadyInstalledError:
-        pass  # importing gamenet (gamenet.robot.procstat, above) installed the default one: epoll on Linux
-    from twisted.internet import reactor, stdio
-    from twisted.internet.defer import Deferred, DeferredSemaphore, gatherResults
-    from twisted.protocols.basic import LineReceiver
-
-    from gamenet.client import Client
-
-    class Worker(LineReceiver):
-        """
-        Connects the clients, waits for the window on stdin, drives the load, reports.
-        """
-
-        delimiter = b"\n"
-
-        def __init__(self) -> None:
-            self.clients: list[Client] = []
-            self.errors: dict[str, int] = {}
-            self.latencies: list[float] = []
-            self.completed = 0
-            self.outstanding = 0
-            self.start = self.end = 0.0
-            self.reported = False
-
-        async def connect_all(self) -> None:
-            limit = DeferredSemaphore(32)
-
-            async def one() -> None:
-                async with limit:
-                    try:
-                        client = await Client.connect(reactor, "127.0.0.1", spec["port"], spec["transport"])
-                    except Exception as e:
-                        self.error(f"connect: {type(e).__name__}")
-                    else:
-                        self.clients.append(client)
-
-            await gatherResults([Deferred.fromCoroutine(one()) for _ in range(spec["clients"])])
-            print(json.dumps({"connected": len(self.clients)}), flush=True)
-            stdio.StandardIO(self, stdout=os.open(os.devnull, os.O_WRONLY))
-
-        def lineReceived(self, line: bytes) -> None:
-            window = json.loads(line)
-            self.start, self.end = window["start"], window["end"]
-            for client in self.clients:
-                for _ in range(spec["inflight"]):
-                    self.send(client)
-            reactor.callLater(self.end - time.monotonic() + DRAIN, self.report)
-
-        def send(self, client: Client) -> None:
-            self.outstanding += 1
-            d = client.request(spec["route"], spec["body"])
-            d.addCallbacks(self.answered, self.failed, callbackArgs=(client, time.monotonic()),
-                           errbackArgs=(client,))
-
-        def answered(self, value: Any, client: Client, sent: float) -> None:
-            now = time.monotonic()
-            self.outstanding -= 1
-            if spec["check_echo"] and value != spec["body"]:
-                self.error("wrong answer")
-            elif self.start <= now < self.end:
-                self.completed += 1
-                self.latencies.append(now - sent)
-            self.next(client, now)
-
-        def failed(self, failure: Any, client: Client) -> None:
-            self.outstanding -= 1
-            self.error(type(failure.value).__name__)
-            self.next(client, time.monotonic())
-
-        def next(self, client: Client, now: float) -> None:
-            if now < self.end:
-                if not client.closed.called:
-                    self.send(client)
-            elif not self.outstanding:
-                self.report()
-
-        def connectionLost(self, reason: Any = None) -> None:
-            # stdin closed before the report: the parent is gone, so is the point.
-            if not self.reported:
-                self.reported = True
-                reactor.stop()
-
-        def error(self, kind: str) -> None:
-            self.errors[kind] = self.errors.get(kind, 0) + 1
-
-        def report(self) -> None:
-            if self.reported:
-                return
-            self.reported = True
-            print(json.dumps({"completed": self.completed, "errors": self.errors,
-                              "latencies_us": [round(t * 1e6) for t in self.latencies]}), flush=True)
-            for client in self.clients:
-                client.close()
-            reactor.callLater(0.2, reactor.stop)
-
-    worker = Worker()
-    reactor.callWhenRunning(lambda: Deferred.fromCoroutine(worker.connect_all()))
-    reactor.run()
+    return float(report["server"]["cpu_seconds_by_pid"][str(server.pid)])
 
 
 def _call(spec: dict[str, Any]) -> None:
@@ -694,7 +441,5 @@ def summary(ratios: list[float]) -> str:
     return f"{statistics.median(ratios):.2f}x (median; rounds {', '.join(f'{r:.2f}' for r in ratios)})"
 
 
-if __name__ == "__main__" and sys.argv[1:2] == ["worker"]:
-    _worker(json.loads(sys.argv[2]))
-elif __name__ == "__main__" and sys.argv[1:2] == ["call"]:
+if __name__ == "__main__" and sys.argv[1:2] == ["call"]:
     _call(json.loads(sys.argv[2]))

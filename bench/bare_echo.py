@@ -3,21 +3,23 @@ The baseline of bench/echo.py: a minimal server the same Pomelo client can
 drive, written the ordinary way against Twisted (and, for WebSocket, Autobahn's
 onMessage and sendMessage), to measure what the platform costs per request.
 
-    python bench/bare_echo.py --port PORT [--transport websocket|tcp]
+    python bench/bare_echo.py --port PORT [--transport websocket|tcp] [--heartbeat SECONDS]
 
 It imports nothing of gamenet and keeps no state but the TCP read buffer.
 Exactly what it does with each Pomelo package a client sends:
 
-- handshake (type 1): answers one canned handshake package, L{HANDSHAKE_ANSWER}
-  (code 200, heartbeat 30, and a route dictionary holding only
+- handshake (type 1): answers one canned handshake package, L{handshake_answer}
+  (code 200, heartbeat C{--heartbeat} (30), and a route dictionary holding only
   C{connector.echoHandler.echo} as code 1), whatever the request said, so
   that the client sends the same compressed route as it does to gamenet;
+- handshake ack (type 2): answers a heartbeat, the first one, as Pomelo
+  servers do (a client starts its heartbeats from it);
 - heartbeat (type 3): answers a heartbeat;
 - data (type 4) holding a request: answers a response with the same id and
   body, byte for byte: the flag byte becomes 0x04 (response), the route (a
   2-byte code, or a length byte and the route) is cut out, and the package
   length is rewritten. Nothing is decoded: no JSON, no route lookup;
-- anything else (handshake ack, notify, kick): ignored.
+- anything else (notify, kick): ignored.
 
 There are no limits, timeouts, sessions, heartbeat checks or error answers.
 
@@ -32,15 +34,23 @@ from __future__ import annotations
 import argparse
 
 HANDSHAKE = 1
+HANDSHAKE_ACK = 2
 HEARTBEAT = 3
 DATA = 4
 
-HANDSHAKE_ANSWER_BODY = (
-    b'{"code":200,"sys":{"serializer":"json","heartbeat":30,"useDict":true,'
-    b'"dict":{"connector.echoHandler.echo":1}}}'
-)
-HANDSHAKE_ANSWER = bytes((HANDSHAKE,)) + len(HANDSHAKE_ANSWER_BODY).to_bytes(3, "big") + HANDSHAKE_ANSWER_BODY
 HEARTBEAT_PACKAGE = b"\x03\x00\x00\x00"
+
+
+def handshake_answer(heartbeat: float) -> bytes:
+    """
+    The handshake package answered to every client.
+    """
+    body = (b'{"code":200,"sys":{"serializer":"json","heartbeat":%g,"useDict":true,'
+            b'"dict":{"connector.echoHandler.echo":1}}}' % heartbeat)
+    return bytes((HANDSHAKE,)) + len(body).to_bytes(3, "big") + body
+
+
+HANDSHAKE_ANSWER = handshake_answer(30)
 
 
 def answer(data: bytes) -> tuple[bytes, bytes]:
@@ -71,7 +81,7 @@ def answer(data: bytes) -> tuple[bytes, bytes]:
             answers.append(data[body:offset])
         elif kind == HANDSHAKE:
             answers.append(HANDSHAKE_ANSWER)
-        elif kind == HEARTBEAT:
+        elif kind == HEARTBEAT or kind == HANDSHAKE_ACK:
             answers.append(HEARTBEAT_PACKAGE)
     return b"".join(answers), data[offset:]
 
@@ -122,7 +132,10 @@ def main() -> None:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--transport", choices=("websocket", "tcp"), default="websocket")
+    parser.add_argument("--heartbeat", type=float, default=30.0, help="the heartbeat interval the handshake gives")
     options = parser.parse_args()
+    global HANDSHAKE_ANSWER
+    HANDSHAKE_ANSWER = handshake_answer(options.heartbeat)
 
     from twisted.internet import epollreactor
 

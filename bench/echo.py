@@ -1,69 +1,78 @@
 """
-Echo benchmark: gamenet against a bare Twisted (+ Autobahn) echo server.
+Echo benchmark: gamenet's frontend-local echo against a bare Twisted (+ Autobahn) echo server.
 
-    .venv/bin/python bench/echo.py [--transport websocket|tcp] [--clients 100]
-        [--inflight 10] [--seconds 10] [--workers 2] [--rounds 1]
+    .venv/bin/python bench/echo.py [--transport websocket|tcp|both] [--clients 100]
+        [--inflight 10] [--seconds 10] [--workers 2] [--rounds 1] [--json FILE]
         [--profile FILE] [--py-spy DIR]
 
-Starts two servers on free loopback ports, each in its own process:
+For each transport (both by default, WebSocket first), starts two servers on
+free loopback ports, each in its own process:
 
 - bare: bench/bare_echo.py, which answers the Pomelo handshake with a canned
-  answer and turns each request package into its response without decoding it;
+  answer and turns each request package into its response without decoding it
+  (Autobahn's C{onMessage}/C{sendMessage} over WebSocket, a Twisted
+  C{Protocol} over TCP);
 - gamenet: C{twistd -n gamenet} running C{connector-1} of a generated cluster
   file (the chat example's plugins, C{transport} as asked, heartbeat 30,
   C{messages_per_second} 1000000), whose route C{connector.echoHandler.echo}
   answers the decoded body.
 
-Then drives each in turn with the same client: C{--clients} connections of
-L{gamenet.client.Client} spread over C{--workers} processes, each connection
-keeping C{--inflight} requests of C{{"text": "hello, world", "n": 42}}
-outstanding, for a warm-up second and then C{--seconds} timed; C{--rounds}
-times, alternating which server goes first. For each server and round it
-prints completed requests per second, the server's CPU time per request
-(user + system, from /proc, over the timed window only), its CPU use and the
-client processes' (100% is one core), latency percentiles, errors and peak
-RSS; then the gamenet/bare ratios, the median over the rounds.
+Then runs the load robot (C{gamenet bench}) on each in turn with the same
+load: C{--clients} clients over C{--workers} processes, each keeping
+C{--inflight} requests of C{{"text": "hello, world", "n": 42}} outstanding,
+every answer checked against the body (C{--echo}), 1 s of warm-up and then
+C{--seconds} measured; C{--rounds} times, alternating which server goes
+first. For each server and round it prints completed requests per second, the
+server's CPU time per request (user + system, from /proc, over the measured
+window only), its CPU use and the robot's (100% is one core), latency
+percentiles, errors and peak RSS; then the gamenet/bare ratios, the median
+over the rounds.
 
-C{--profile} runs gamenet under cProfile; C{--py-spy} samples both servers in
-the first round and splits their CPU per request by where it went.
+C{--profile} runs gamenet under cProfile (the last transport's server keeps
+the file); C{--py-spy} samples both servers in the first round and splits
+their CPU per request by where it went.
 
 Exit status: 0; 1 when a request failed or got a wrong answer; 2 when a server
-did not start or died. Both servers are stopped at the end.
+did not start or died. The servers are stopped at the end.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import signal
+import statistics
 import sys
-from functools import partial
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any
 
 from _common import (
-    REPO, Load, LoadResult, PySpy, Server, ServerError, columns, drive, free_port, gamenet_server, machine,
-    peak_rss_kib, summary,
-    stack_shares, workdir,
+    REPO, PySpy, Server, ServerError, columns, free_port, gamenet_server, machine, robot, stack_shares, summary,
+    workdir,
 )
 
-AIM = 1.25  # gamenet's CPU per request, at most this many times the bare server's
+AIM_CPU = 1.25  # gamenet's CPU per request, at most this many times the bare server's
+AIM_RATE = 0.8  # gamenet's rate, at least this share of the bare server's
+BODY = {"text": "hello, world", "n": 42}
+BASELINES = {"websocket": "bare Autobahn", "tcp": "bare Twisted"}
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--transport", choices=("websocket", "tcp"), default="websocket")
+    parser.add_argument("--transport", choices=("websocket", "tcp", "both"), default="both")
     parser.add_argument("--clients", type=int, default=100)
     parser.add_argument("--inflight", type=int, default=10, help="requests in flight per client")
-    parser.add_argument("--seconds", type=float, default=10.0, help="length of the timed window")
-    parser.add_argument("--workers", type=int, default=2, help="client processes")
+    parser.add_argument("--seconds", type=float, default=10.0, help="length of the measured window")
+    parser.add_argument("--workers", type=int, default=2, help="robot worker processes")
     parser.add_argument("--rounds", type=int, default=1,
                         help="measure each server this many times, alternating; ratios are the median")
+    parser.add_argument("--json", type=Path, metavar="FILE", help="write the rows and ratios as JSON to FILE")
     parser.add_argument("--profile", type=Path, help="run gamenet under cProfile, writing this file "
                         "(the profiler slows gamenet: do not quote those figures)")
     parser.add_argument("--py-spy", type=Path, metavar="DIR",
-                        help="sample each server with py-spy (on PATH) over the first round's timed window, "
+                        help="sample each server with py-spy (on PATH) over the first round's window, "
                              "write the collapsed stacks to DIR and print where the CPU time went")
     options = parser.parse_args()
     if options.py_spy and not shutil.which("py-spy"):
@@ -73,24 +82,69 @@ def main() -> int:
 
     # SIGTERM (e.g. from timeout(1)) unwinds like Ctrl-C, so that the servers are stopped.
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
-    load = Load(options.clients, options.inflight, options.seconds, options.transport, options.workers)
-    work = workdir()
-    keep_logs = False
-    bare_port = free_port()
-    baseline = "bare Autobahn" if options.transport == "websocket" else "bare Twisted"
-    bare = Server(baseline, [sys.executable, str(REPO / "bench" / "bare_echo.py"), "--port", str(bare_port),
-                             "--transport", options.transport], bare_port, work)
-    gamenet = gamenet_server(work, options.transport, options.profile.resolve() if options.profile else None)
     print(f"machine: {machine()}; load average before the run {os.getloadavg()[0]:.2f}")
-    print(f"load: {load.clients} {load.transport} clients x {load.inflight} requests in flight, "
-          f"{load.workers} client processes, {load.warmup:g} s warm-up + {load.seconds:g} s timed per server "
-          f"and round, {options.rounds} round(s)")
-    rounds: list[dict[str, Row]] = []
+    print(f"load: {options.clients} clients x {options.inflight} requests in flight, {options.workers} robot "
+          f"workers, 1 s warm-up + {options.seconds:g} s measured per server and round, {options.rounds} round(s)")
+    transports = ("websocket", "tcp") if options.transport == "both" else (options.transport,)
+    document: dict[str, Any] = {"machine": machine(), "transports": {}}
+    failed = False
+    for transport in transports:
+        try:
+            rounds, samplers = measure(transport, options)
+        except ServerError as e:
+            print(f"echo.py: {e}", file=sys.stderr)
+            return 2
+        baseline = BASELINES[transport]
+        if any(not report["completed"] for r in rounds for report in r.values()):
+            print(table(rounds, transport), f"\necho.py: a run completed no request over {transport}", file=sys.stderr)
+            return 1
+        cpu = [r["gamenet"]["server"]["cpu_us_per_request"] / r[baseline]["server"]["cpu_us_per_request"]
+               for r in rounds]
+        rate = [r["gamenet"]["requests_per_second"] / r[baseline]["requests_per_second"] for r in rounds]
+        print()
+        print(table(rounds, transport))
+        print()
+        print(f"gamenet / {baseline}: CPU per request {summary(cpu)} (aim <= {AIM_CPU}x), "
+              f"rate {summary(rate)} (aim >= {AIM_RATE}x)")
+        if samplers:
+            print()
+            print(breakdown(rounds[0], samplers))
+        document["transports"][transport] = {
+            "baseline": baseline, "rows": rows(rounds),
+            "cpu_ratio": statistics.median(cpu), "rate_ratio": statistics.median(rate),
+            "aims": {"cpu_ratio_at_most": AIM_CPU, "rate_ratio_at_least": AIM_RATE},
+        }
+        failed = failed or any(report["error_count"] for r in rounds for report in r.values())
+    if options.json:
+        options.json.write_text(json.dumps(document, indent=2))
+    if options.profile:
+        import pstats
+
+        print(f"\ngamenet profile in {options.profile}; the top functions by own time:")
+        pstats.Stats(str(options.profile)).sort_stats("tottime").print_stats(30)
+    return 1 if failed else 0
+
+
+def measure(transport: str, options: argparse.Namespace) -> tuple[list[dict[str, Any]], dict[str, PySpy]]:
+    """
+    Start the bare server and gamenet for C{transport}, run the rounds, stop them.
+
+    @return: each round's robot reports by server name, and the py-spy samplers of round 1.
+    @raise ServerError: a server did not start or died (its log is kept and named).
+    """
+    work = workdir()
+    bare_port = free_port()
+    baseline = BASELINES[transport]
+    bare = Server(baseline, [sys.executable, str(REPO / "bench" / "bare_echo.py"), "--port", str(bare_port),
+                             "--transport", transport], bare_port, work)
+    gamenet = gamenet_server(work, transport, options.profile.resolve() if options.profile else None)
     samplers = {}
     if options.py_spy:
         options.py_spy.mkdir(parents=True, exist_ok=True)
-        samplers = {server.name: PySpy(options.py_spy.resolve() / f"{server.name.replace(' ', '-')}.txt")
+        samplers = {server.name: PySpy(options.py_spy.resolve() / f"{transport}-{server.name.replace(' ', '-')}.txt")
                     for server in (bare, gamenet)}
+    scheme = "ws" if transport == "websocket" else "tcp"
+    rounds: list[dict[str, Any]] = []
     try:
         bare.start()
         gamenet.start()
@@ -100,83 +154,65 @@ def main() -> int:
             measured = {}
             for server in order:
                 spy = samplers.get(server.name) if number == 0 else None
-                if spy is None:
-                    result = drive(server, load)
-                else:
-                    result = drive(server, load, partial(spy.start, server.pid, load.seconds))
-                    spy.wait()
-                measured[server.name] = Row(result, peak_rss_kib(server.pid))
+                measured[server.name] = robot(
+                    f"{scheme}://127.0.0.1:{server.port}", "--route", "connector.echoHandler.echo",
+                    "--body", json.dumps(BODY), "--echo", "--clients", options.clients, "--inflight",
+                    options.inflight, "--workers", options.workers, servers=[server], seconds=options.seconds,
+                    spies=[(spy, server)] if spy else ())
             rounds.append({name: measured[name] for name in (baseline, "gamenet")})
     except ServerError as e:
-        print(f"echo.py: {e}\n(server logs in {work})", file=sys.stderr)
-        keep_logs = True
-        return 2
+        raise ServerError(f"{e}\n(server logs in {work})") from None
     finally:
-        for spy in samplers.values():
-            spy.wait()
         gamenet.stop()
         bare.stop()
-        if not keep_logs:
-            shutil.rmtree(work, ignore_errors=True)
-
-    print()
-    print(table(rounds, load.transport))
-    print()
-    cpu = [r["gamenet"].result.cpu_per_request / r[baseline].result.cpu_per_request for r in rounds]
-    rate = [r["gamenet"].result.rate / r[baseline].result.rate for r in rounds]
-    print(f"gamenet / {baseline}: CPU per request {summary(cpu)} (aim <= {AIM}x), rate {summary(rate)}")
-    if samplers:
-        print()
-        print(breakdown(rounds[0], samplers))
-    if options.profile:
-        import pstats
-
-        print(f"\ngamenet profile in {options.profile}; the top functions by own time:")
-        pstats.Stats(str(options.profile)).sort_stats("tottime").print_stats(30)
-    failed = any(row.result.error_count for r in rounds for row in r.values())
-    return 1 if failed else 0
+    shutil.rmtree(work, ignore_errors=True)
+    return rounds, samplers
 
 
-class Row(NamedTuple):
-    result: LoadResult
-    peak_rss_kib: int
-
-
-def breakdown(measured: dict[str, Row], samplers: dict[str, PySpy]) -> str:
+def breakdown(measured: dict[str, Any], samplers: dict[str, PySpy]) -> str:
     """
     Each server's CPU per request in round 1, split by where py-spy saw it spent.
     """
     shares = {name: dict(stack_shares(spy.out)) for name, spy in samplers.items()}
+    per_request = {name: measured[name]["server"]["cpu_us_per_request"] for name in shares}
     categories = sorted({category for by in shares.values() for category in by},
                         key=lambda c: -max(by.get(c, 0.0) for by in shares.values()))
-    rows: list[tuple[str, ...]] = [("CPU us per request (py-spy, round 1)", *shares)]
+    lines: list[tuple[str, ...]] = [("CPU us per request (py-spy, round 1)", *shares)]
     for category in categories:
-        rows.append((category, *(f"{by.get(category, 0.0) * measured[name].result.cpu_per_request * 1e6:.1f}"
-                                 for name, by in shares.items())))
-    rows.append(("total", *(f"{measured[name].result.cpu_per_request * 1e6:.1f}" for name in shares)))
-    return columns(rows, left=1)
+        lines.append((category, *(f"{by.get(category, 0.0) * per_request[name]:.1f}" for name, by in shares.items())))
+    lines.append(("total", *(f"{per_request[name]:.1f}" for name in shares)))
+    return columns(lines, left=1)
 
 
-def table(rounds: list[dict[str, Row]], transport: str) -> str:
-    head = ("round", "server", "req/s", "CPU us/req", "server CPU", "client CPU", "p50 ms", "p99 ms", "errors",
-            "peak RSS MiB")
-    rows: list[tuple[str, ...]] = [head]
+def rows(rounds: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """
+    One dict per server and round: the figures of the table.
+    """
+    out = []
     for number, measured in enumerate(rounds, 1):
-        for name, (r, rss) in measured.items():
-            errors = ", ".join(f"{kind} {count}" for kind, count in r.errors.items()) or "0"
-            rows.append((
-                str(number),
-                f"{name} ({transport})",
-                f"{r.rate:,.0f}",
-                f"{r.cpu_per_request * 1e6:.1f}",
-                f"{r.server_cpu / r.seconds:.0%}",
-                f"{r.client_cpu / r.seconds:.0%}",
-                f"{r.percentile(50) * 1e3:.1f}",
-                f"{r.percentile(99) * 1e3:.1f}",
-                errors,
-                f"{rss / 1024:.1f}",
-            ))
-    return columns(rows, left=2)
+        for name, report in measured.items():
+            server = report["server"]
+            out.append({
+                "round": number, "server": name, "requests_per_second": report["requests_per_second"],
+                "cpu_us_per_request": server["cpu_us_per_request"], "server_cpu_percent": server["cpu_percent"],
+                "robot_cpu_percent": round(report["robot"]["cpu_seconds"] / report["measured"] * 100, 1),
+                "p50_ms": (report["latency_ms"] or {}).get("p50"), "p99_ms": (report["latency_ms"] or {}).get("p99"),
+                "errors": report["errors"], "peak_rss_mib": round(max(server["peak_rss_kib"].values()) / 1024, 1),
+            })
+    return out
+
+
+def table(rounds: list[dict[str, Any]], transport: str) -> str:
+    lines: list[tuple[str, ...]] = [("round", "server", "req/s", "CPU us/req", "server CPU", "robot CPU", "p50 ms",
+                                     "p99 ms", "errors", "peak RSS MiB")]
+    for row in rows(rounds):
+        lines.append((
+            str(row["round"]), f"{row['server']} ({transport})", f"{row['requests_per_second']:,.0f}",
+            f"{row['cpu_us_per_request'] or 0:.1f}", f"{row['server_cpu_percent']:.0f}%", f"{row['robot_cpu_percent']:.0f}%",
+            f"{row['p50_ms'] or 0:.1f}", f"{row['p99_ms'] or 0:.1f}",
+            ", ".join(f"{kind} {n}" for kind, n in row["errors"].items()) or "0", f"{row['peak_rss_mib']:.1f}",
+        ))
+    return columns(lines, left=2)
 
 
 if __name__ == "__main__":

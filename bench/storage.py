@@ -23,6 +23,7 @@ back is wrong; 2 when redis-server did not start.
 from __future__ import annotations
 
 import argparse
+import json
 import platform
 import shlex
 import subprocess
@@ -103,7 +104,10 @@ async def run(reactor: Any, options: argparse.Namespace, redis: RedisServer) -> 
     for name, r in results.items():
         print(f"{name:<8} {r['done']:>9} {total:>9} {r['errors']:>6} {r['wrong']:>6} {r['seconds']:>8.2f} "
               f"{r['rate']:>10,.0f}")
-    print(f"\nmemory / redis: {results['memory']['rate'] / results['redis']['rate']:.1f}x")
+    ratio = results["memory"]["rate"] / results["redis"]["rate"]
+    print(f"\nmemory / redis: {ratio:.1f}x")
+    if options.json:
+        options.json.write_text(json.dumps({"rows": results, "memory_over_redis": ratio}, indent=2))
     failed = any(r["errors"] or r["wrong"] for r in results.values())
     return 1 if failed else 0
 
@@ -115,9 +119,10 @@ def main() -> int:
     parser.add_argument("--inflight", type=int, default=100, help="writes outstanding at once (default 100)")
     parser.add_argument("--seconds", type=float, default=10.0, help="at most this long per storage (default 10)")
     parser.add_argument("--keys", type=int, default=8, help="settings per session (default 8)")
+    parser.add_argument("--json", type=Path, metavar="FILE", help="write the rows and the ratio as JSON to FILE")
     options = parser.parse_args()
 
-    print("command:", " ".join(shlex.quote(arg) for arg in [sys.executable, *sys.argv]))
+    print("command:", " ".join(shlex.quote(arg) for arg in ["python", "bench/storage.py", *sys.argv[1:]]))
     redis = RedisServer()
     try:
         version = subprocess.run([redis.executable, "--version"], capture_output=True, text=True, check=False).stdout.split()

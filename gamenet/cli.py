@@ -19,7 +19,7 @@ def bench(argv: Sequence[str]) -> int:
     try:
         args = options.parse(argv)
         run = runner.run(args, progress=None if args.quiet else sys.stderr)
-    except (options.UsageError, ValueError) as e:
+    except (options.UsageError, ValueError, runner.WorkerError) as e:
         print(f"gamenet bench: error: {e}", file=sys.stderr)
         return 2
     document = report.to_json(run)

@@ -53,18 +53,26 @@ class BenchHandler(Handler):
             counts[name] = channel.user_count
         return counts
 
+    def members(self, msg: dict[str, Any], session: Any) -> dict[str, int]:
+        """
+        The member count of channel C{msg["room"]} (0 when there is none yet).
+        """
+        channel = self.app.channels.get_channel(msg["room"])
+        return {"members": 0 if channel is None else channel.user_count}
+
     def push(self, msg: dict[str, Any], session: Any) -> dict[str, Any]:
         """
         Push C{{"room", "n", "sent"}} on C{onBench} to every member of channel
-        C{msg["room"]}, C{sent} being this server's C{time.time()} just before
-        the push starts; answers at once (not when the push is delivered)
-        with C{sent} and the member count.
+        C{msg["room"]}, C{sent} being C{msg["sent"]} when given (the sender's
+        C{time.monotonic()}: one clock for every process of the machine), else
+        this server's C{time.monotonic()} just before the push starts; answers
+        at once (not when the push is delivered) with C{sent} and the member count.
         """
         name = msg["room"]
         channel = self.app.channels.get_channel(name)
         if channel is None:
             raise GamenetError(f"no room {name}", 404)
-        sent = time.time()
+        sent = msg["sent"] if "sent" in msg else time.monotonic()
         self.pushes += 1
         channel.push_message(PUSH_ROUTE, {"room": name, "n": msg["n"], "sent": sent}).addCallback(self._pushed)
         return {"sent": sent, "members": channel.user_count}

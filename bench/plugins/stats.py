@@ -10,9 +10,9 @@ then): one Python call more per batch, nothing per call.
 
 It also times the sys call C{push_uids} (a channel push reaching this
 connector) for pushes whose message carries C{room}, C{n} and C{sent} (those
-of C{area.benchHandler.push}), with C{time.time()}: when the call starts;
-when it returns, the push written to every member's transport; and when
-Twisted has put those bytes on the sockets. Twisted's C{transport.write}
+of C{area.benchHandler.push}), with C{time.monotonic()}, the clock of their
+C{sent}: when the call starts; when it returns, the push written to every
+member's transport; and when Twisted has put those bytes on the sockets. Twisted's C{transport.write}
 only buffers: the socket sends happen when the next reactor iteration
 polls the sockets writable, after that iteration's timed calls. A
 C{callLater(0)} made in the call runs in those timed calls, and one it
@@ -67,14 +67,14 @@ def _instrument(app: Any) -> None:
     later = app.reactor.callLater
 
     def on_sockets(record: list[Any]) -> None:
-        record.append(time.time())
+        record.append(time.monotonic())
 
     def timed_call(name: str, args: list[Any]) -> Any:
         if name != "push_uids":
             return run(name, args)
-        start = time.time()
+        start = time.monotonic()
         result = run(name, args)
-        end = time.time()
+        end = time.monotonic()
         msg = args[1] if len(args) > 1 else None
         if isinstance(msg, dict) and "sent" in msg:
             record = [msg.get("room"), msg.get("n"), msg["sent"], start, end, len(args[2])]

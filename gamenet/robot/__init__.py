@@ -20,20 +20,23 @@ JSON report.
 
 from __future__ import annotations
 
-from typing import Any, Sequence, TextIO
+from typing import Any, Callable, Sequence, TextIO
 
 __all__ = ["measure"]
 
 
-def measure(argv: Sequence[str], progress: TextIO | None = None) -> dict[str, Any]:
+def measure(argv: Sequence[str], progress: TextIO | None = None,
+            on_window: Callable[[], None] | None = None) -> dict[str, Any]:
     """
     Run the robot with the C{gamenet bench} command line C{argv} and return
     its report (the document C{--json} writes); C{progress} gets the
-    progress line if given.
+    progress line if given; C{on_window} is called when the measured window
+    opens (to start a profiler, say).
 
     @raise gamenet.robot.options.UsageError: the command line is refused.
     @raise ValueError: a C{--pid} is not running.
+    @raise gamenet.robot.runner.WorkerError: a worker process did not start.
     """
     from . import options, report, runner
 
-    return report.to_json(runner.run(options.parse(argv), progress))
+    return report.to_json(runner.run(options.parse(argv), progress, on_window))

@@ -70,10 +70,10 @@ def to_json(run: Run) -> dict[str, Any]:
         "error_count": sum(stats.errors.values()),
         "server": {
             "pids": list(args.pid),
-            "cpu_seconds": round(server_cpu, 3) if run.server_cpu else None,
+            "cpu_seconds": round(server_cpu, 6) if run.server_cpu else None,
             "cpu_us_per_request": round(server_cpu / completed * 1e6, 2) if run.server_cpu and completed else None,
-            "cpu_percent": round(server_cpu / measured * 100, 2) if run.server_cpu and measured else None,
-            "cpu_seconds_by_pid": {str(pid): round(cpu, 3) for pid, cpu in run.server_cpu.items()},
+            "cpu_percent": round(server_cpu / measured * 100, 3) if run.server_cpu and measured else None,
+            "cpu_seconds_by_pid": {str(pid): round(cpu, 6) for pid, cpu in run.server_cpu.items()},
             "peak_rss_kib": {str(pid): kib for pid, kib in run.server_peak_rss_kib.items()},
             "rss_kib": {str(pid): {"before": before, "end": end} for pid, (before, end) in run.server_rss_kib.items()},
         },
@@ -84,7 +84,7 @@ def to_json(run: Run) -> dict[str, Any]:
         },
         "timeline": [
             {"second": t.second, "completed": t.completed, "errors": t.errors, "pushes": t.pushes,
-             "latency_ms": t.latency.summary_ms(),
+             "latency_ms": _summary(t.routes.values()),
              "routes": {route: {"completed": h.n, "latency_ms": h.summary_ms()} for route, h in sorted(t.routes.items())}}
             for t in (run.ticks[s] for s in sorted(run.ticks))
         ],

@@ -17,12 +17,13 @@ import time
 from argparse import Namespace
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, Callable, TextIO
 
 from . import procstat
 from .stats import Stats, Tick
 
-STARTUP = 1.0  # seconds given to the workers to start before the load starts
+READY = 60.0  # seconds the workers are given to start (import, load the scenario) before the run is abandoned
+STARTUP = 0.2  # seconds between sending the workers the run's times and the load's start
 GRACE = 3.0  # seconds after the drain after which a worker ends itself, whatever happens
 SATURATED = 0.9  # a worker using this share of one core or more: the robot may be the bottleneck
 
@@ -44,12 +45,18 @@ class Run:
     warnings: list[str] = field(default_factory=list)
 
 
+class WorkerError(Exception):
+    """
+    A worker process did not start; the message says which and why.
+    """
+
+
 def _cpu(pids: list[int]) -> dict[int, float]:
     out = {}
     for pid in pids:
         try:
-            out[pid] = procstat.cpu_seconds(pid)
-        except (OSError, ValueError):
+            out[pid] = procstat.run_seconds(pid)
+        except OSError:
             pass
     return out
 
@@ -79,18 +86,17 @@ def _worker_env() -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, (root, os.environ.get("PYTHONPATH"))))}
 
 
-def run(args: Namespace, progress: TextIO | None = sys.stderr) -> Run:
+def run(args: Namespace, progress: TextIO | None = sys.stderr, on_window: Callable[[], None] | None = None) -> Run:
     """
     Run the load described by C{args} (see L{gamenet.robot.options}) and gather what it measured.
+
+    @param progress: where the progress line goes.
+    @param on_window: called when the measured window opens (e.g. to start a profiler).
+    @raise WorkerError: a worker process did not start.
     """
     for pid in args.pid:
         if not procstat.alive(pid):
             raise ValueError(f"no process {pid} to measure")
-    rss_before = _rss(args.pid)
-    start = time.monotonic() + STARTUP
-    window = start + args.warmup
-    end = window + args.seconds
-    hard_end = end + args.drain + GRACE
     shares = [args.clients // args.workers + (1 if i < args.clients % args.workers else 0)
               for i in range(args.workers)]
     common = {
@@ -98,8 +104,7 @@ def run(args: Namespace, progress: TextIO | None = sys.stderr) -> Run:
         "allow_remote": args.allow_remote, "timeout": args.timeout, "route": args.route, "body": args.body,
         "inflight": args.inflight, "echo": args.echo, "idle": args.idle, "scenario": args.scenario and (
             str(Path(args.scenario).resolve()) if args.scenario.endswith(".py") else args.scenario),
-        "params": args.params, "start": start, "window": window, "end": end, "drain": args.drain,
-        "hard_end": hard_end,
+        "params": args.params, "drain": args.drain,
     }
     lines: queue.Queue[tuple[int, Any]] = queue.Queue()
     workers: list[subprocess.Popen[str]] = []
@@ -112,17 +117,47 @@ def run(args: Namespace, progress: TextIO | None = sys.stderr) -> Run:
                                       stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=_worker_env())
             workers.append(worker)
             threading.Thread(target=_reader, args=(n, worker.stdout, lines), daemon=True).start()
-        return _gather(args, workers, lines, start, window, end, hard_end, rss_before, progress)
+        _wait_ready(workers, lines)
+        rss_before = _rss(args.pid)
+        start = time.monotonic() + STARTUP
+        window = start + args.warmup
+        end = window + args.seconds
+        hard_end = end + args.drain + GRACE
+        times = json.dumps({"start": start, "window": window, "end": end, "hard_end": hard_end}) + "\n"
+        for worker in workers:
+            assert worker.stdin is not None
+            worker.stdin.write(times)
+            worker.stdin.flush()
+        return _gather(args, workers, lines, start, window, end, hard_end, rss_before, progress, on_window)
     finally:
         for worker in workers:
             if worker.stdin is not None:
                 worker.stdin.close()
         for worker in workers:
             try:
-                worker.wait(max(0.1, hard_end + 1.0 - time.monotonic()))
+                worker.wait(GRACE + 1.0)
             except subprocess.TimeoutExpired:
                 worker.kill()
                 worker.wait()
+
+
+def _wait_ready(workers: list[subprocess.Popen[str]], lines: queue.Queue[tuple[int, Any]]) -> None:
+    """
+    Wait until every worker has said it is ready.
+
+    @raise WorkerError: one ended or stayed silent for L{READY} seconds.
+    """
+    ready: set[int] = set()
+    deadline = time.monotonic() + READY
+    while len(ready) < len(workers):
+        try:
+            n, message = lines.get(timeout=max(0.0, deadline - time.monotonic()))
+        except queue.Empty:
+            raise WorkerError(f"{len(workers) - len(ready)} robot worker(s) not ready after {READY:g} s") from None
+        if message is None:
+            raise WorkerError(f"robot worker {n} ended before it was ready (exit status {workers[n].wait()})")
+        if message.get("ready"):
+            ready.add(n)
 
 
 def _rate(ticks: dict[int, Tick], second: int) -> float:
@@ -135,7 +170,7 @@ def _rate(ticks: dict[int, Tick], second: int) -> float:
 
 def _gather(args: Namespace, workers: list[subprocess.Popen[str]], lines: queue.Queue[tuple[int, Any]],
             start: float, window: float, end: float, hard_end: float, rss_before: dict[int, int],
-            progress: TextIO | None) -> Run:
+            progress: TextIO | None, on_window: Callable[[], None] | None) -> Run:
     pids = list(args.pid)
     worker_pids = [w.pid for w in workers]
     # CPU of the servers and of the workers at the window's start and end, and resident memory at its end.
@@ -151,6 +186,8 @@ def _gather(args: Namespace, workers: list[subprocess.Popen[str]], lines: queue.
         now = time.monotonic()
         if opened is None and now >= window:
             opened = _cpu(pids), _cpu(worker_pids)
+            if on_window is not None:
+                on_window()
         if closed is None and now >= end:
             closed = _cpu(pids), _cpu(worker_pids), _rss(pids)
         boundary = window if opened is None else end if closed is None else now + 0.25

@@ -22,11 +22,12 @@ import importlib
 import importlib.util
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, NoReturn
 
 from twisted.internet import error as neterror
 from twisted.internet.defer import CancelledError, Deferred, DeferredSemaphore, TimeoutError as DeferredTimeout, gatherResults
 from twisted.internet.task import deferLater
+from twisted.python.failure import Failure
 
 from ..client import Client, ClientError, ErrorResponse
 from .options import check_target
@@ -96,8 +97,7 @@ class Worker:
         self.reactor = reactor
         self.spec = spec
         self.stats = stats
-        self.window: float = spec["window"]
-        self.end: float = spec["end"]
+        self.window = self.end = float("inf")  # set when the run's times come
         self.stopping = False
         self.outstanding = 0
         self.clients: list[Client] = []
@@ -147,6 +147,14 @@ class Context:
         True until the run's deadline: a scenario stops starting new work when it turns false.
         """
         return not self._worker.stopping and time.monotonic() < self._worker.end
+
+    @property
+    def deadline(self) -> float:
+        """
+        When the measured window ends, as a C{ctx.now()} value: a scenario
+        that must stop some time before the deadline can plan with it.
+        """
+        return self._worker.end
 
     @property
     def measuring(self) -> bool:
@@ -238,25 +246,23 @@ class Context:
             except Exception:
                 pass
 
-    async def request(self, client: Client, route: str, body: Any = None) -> Any:
+    def request(self, client: Client, route: str, body: Any = None) -> Deferred[Any]:
         """
-        Send a request and wait for its answer, timing it under C{route}.
+        Send a request, timing it under C{route}: C{await ctx.request(...)}
+        gives its answer. (A Deferred, not a coroutine: this is the robot's
+        hot path.)
 
         @raise RequestFailed: an error response, a timeout or a closed
             connection (counted by kind: C{error_response:CODE}, C{timeout}, C{closed}).
         """
         worker = self._worker
         worker.outstanding += 1
-        started = time.monotonic()
         d = client.request(route, body)
         d.addTimeout(worker.spec["timeout"], self.reactor)
-        try:
-            answer = await d
-        except Exception as e:
-            worker.outstanding -= 1
-            kind = error_kind(e)
-            worker.error(kind)
-            raise RequestFailed(kind) from e
+        return d.addCallbacks(self._answered, self._failed, (route, time.monotonic()))
+
+    def _answered(self, answer: Any, route: str, started: float) -> Any:
+        worker = self._worker
         worker.outstanding -= 1
         kind = error_body(answer)
         if kind is not None:
@@ -269,6 +275,12 @@ class Context:
         elif not worker.stopping:
             worker.stats.uncounted += 1
         return answer
+
+    def _failed(self, failure: Failure) -> NoReturn:
+        self._worker.outstanding -= 1
+        kind = error_kind(failure.value)
+        self._worker.error(kind)
+        raise RequestFailed(kind) from failure.value
 
     def notify(self, client: Client, route: str, body: Any = None) -> None:
         """
@@ -316,20 +328,33 @@ class RouteScenario:
 
     async def run(self, ctx: Context) -> None:
         client = await ctx.connect()
-
-        async def loop() -> None:
-            while ctx.running and not client.closed.called:
-                try:
-                    answer = await ctx.request(client, self.route, self.body)
-                except RequestFailed as e:
-                    if e.kind in ("closed", "timeout"):
-                        return
-                else:
-                    if self.echo and answer != self.body:
-                        ctx.error("wrong_answer")
-
-        await gatherResults([Deferred.fromCoroutine(loop()) for _ in range(self.inflight)])
+        await gatherResults([self._loop(ctx, client) for _ in range(self.inflight)])
         await ctx.close(client)
+
+    def _loop(self, ctx: Context, client: Client) -> Deferred[None]:
+        # One request after the other until the deadline, as callbacks rather
+        # than a coroutine: the robot's CPU per request is what limits its rate.
+        done: Deferred[None] = Deferred()
+
+        def send() -> None:
+            if ctx.running and not client.closed.called:
+                ctx.request(client, self.route, self.body).addCallbacks(answered, failed)
+            else:
+                done.callback(None)
+
+        def answered(answer: Any) -> None:
+            if self.echo and answer != self.body:
+                ctx.error("wrong_answer")
+            send()
+
+        def failed(failure: Failure) -> None:
+            if failure.check(RequestFailed) and failure.value.kind in ("closed", "timeout"):
+                done.callback(None)
+            else:
+                send()
+
+        send()
+        return done
 
 
 class IdleScenario:

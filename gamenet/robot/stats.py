@@ -105,12 +105,10 @@ class Tick:
     completed: int = 0
     errors: int = 0
     pushes: int = 0
-    latency: Histogram = field(default_factory=Histogram)
-    routes: dict[str, Histogram] = field(default_factory=dict)
+    routes: dict[str, Histogram] = field(default_factory=dict)  # latencies by route
 
     def request_done(self, route: str, seconds: float) -> None:
         self.completed += 1
-        self.latency.add(seconds)
         h = self.routes.get(route)
         if h is None:
             h = self.routes[route] = Histogram()
@@ -120,17 +118,15 @@ class Tick:
         self.completed += other.completed
         self.errors += other.errors
         self.pushes += other.pushes
-        self.latency.merge(other.latency)
         _merge_histograms(self.routes, other.routes)
 
     def to_json(self) -> dict[str, Any]:
         return {"second": self.second, "completed": self.completed, "errors": self.errors, "pushes": self.pushes,
-                "latency": self.latency.to_json(), "routes": {k: h.to_json() for k, h in self.routes.items()}}
+                "routes": {k: h.to_json() for k, h in self.routes.items()}}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Tick:
         return cls(data["second"], data["completed"], data["errors"], data["pushes"],
-                   Histogram.from_json(data["latency"]),
                    {k: Histogram.from_json(h) for k, h in data["routes"].items()})
 
 

@@ -1,12 +1,15 @@
 """
 One worker process of the robot: C{python -m gamenet.robot.worker SPEC}.
 
-SPEC (JSON) names the target, the scenario, this worker's clients
-(C{first_index}, C{clients}) and the run's times as absolute
-C{time.monotonic()} values (one clock for the whole machine): C{start} (the
-load starts), C{window} (the warm-up is over: counting starts), C{end},
-C{end + drain}, and C{hard_end}, when the process ends whatever happens (an
-alarm signal, even if the reactor is stuck or the parent died).
+SPEC (JSON) names the target, the scenario and this worker's clients
+(C{first_index}, C{clients}). Once it has imported what it needs and loaded
+the scenario, it prints C{{"ready": true}} and waits for one line on stdin
+with the run's times as absolute C{time.monotonic()} values (one clock for
+the whole machine): C{start} (the load starts), C{window} (the warm-up is
+over: counting starts), C{end}, C{end + drain} (C{drain} is in the SPEC),
+and C{hard_end}, when the process ends whatever happens (an alarm signal,
+even if the reactor is stuck or the parent died; before the times come, the
+alarm is L{READY_LIMIT} seconds away).
 
 At C{start} it starts its clients, each running the scenario; every second
 it prints a JSON line C{{"tick": Tick}}; when every client is done, or at
@@ -26,6 +29,8 @@ from typing import Any
 
 from .stats import Stats, Tick
 
+READY_LIMIT = 120  # seconds a worker waits for the run's times before it ends itself
+
 
 def _emit(obj: dict[str, Any]) -> None:
     sys.stdout.write(json.dumps(obj) + "\n")
@@ -34,7 +39,7 @@ def _emit(obj: dict[str, Any]) -> None:
 
 def main(spec: dict[str, Any]) -> None:
     signal.signal(signal.SIGALRM, signal.SIG_DFL)
-    signal.alarm(max(1, int(spec["hard_end"] - time.monotonic()) + 1))
+    signal.alarm(READY_LIMIT)
 
     from twisted.internet import epollreactor
     from twisted.internet.error import ReactorAlreadyInstalledError
@@ -45,7 +50,7 @@ def main(spec: dict[str, Any]) -> None:
         pass  # something imported the default reactor first: use it
     from twisted.internet import reactor, stdio
     from twisted.internet.defer import Deferred, gatherResults
-    from twisted.internet.protocol import Protocol
+    from twisted.protocols.basic import LineReceiver
     from twisted.internet.task import LoopingCall
 
     from .options import UsageError
@@ -79,7 +84,7 @@ def main(spec: dict[str, Any]) -> None:
     def pushed() -> None:
         tick().pushes += 1
 
-    worker = Worker(reactor, spec, stats, completed, errored, pushed)
+    worker = Worker(reactor, spec, stats, completed, errored, pushed)  # its times are set when they come
     ticker = LoopingCall(tick)  # sends each second's counts, even of a second without any
 
     def final() -> None:
@@ -116,13 +121,27 @@ def main(spec: dict[str, Any]) -> None:
         gatherResults(runs).addBoth(lambda _: final())
         reactor.callLater(max(0.0, spec["end"] + spec["drain"] - time.monotonic()), final)
 
-    class Parent(Protocol):
+    class Parent(LineReceiver):
+        delimiter = b"\n"
+
+        def lineReceived(self, line: bytes) -> None:
+            if "start" in spec:
+                return
+            spec.update(json.loads(line))
+            signal.alarm(max(1, int(spec["hard_end"] - time.monotonic()) + 1))
+            worker.window, worker.end = spec["window"], spec["end"]
+            reactor.callLater(max(0.0, spec["start"] - time.monotonic()), begin)
+
         def connectionLost(self, reason: Any = None) -> None:
-            if reactor.running:
+            if not reactor.running:
+                return
+            if "start" in spec:
                 final()
+            else:
+                reactor.stop()
 
     stdio.StandardIO(Parent(), stdout=os.open(os.devnull, os.O_WRONLY))
-    reactor.callLater(max(0.0, spec["start"] - time.monotonic()), begin)
+    reactor.callWhenRunning(_emit, {"ready": True})
     reactor.run()
 
 

@@ -1,0 +1,102 @@
+"""
+The benchmark scripts of C{bench/} run end to end, small and short: each
+starts its servers, drives them with the load robot, stops them, and writes
+figures that add up. (What they measure is in doc/benchmarks.md; these tests
+only check that the suite works, never a figure's size.)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+from twisted.internet import reactor, utils
+from twisted.trial.unittest import TestCase
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+async def run_script(test: TestCase, name: str, *args: object) -> tuple[int, dict, str]:
+    """
+    Run C{bench/NAME.py ARGS --json FILE}; returns its exit status, the JSON
+    it wrote, and its output (stdout and stderr, for failure messages).
+    """
+    out = Path(test.mktemp()).resolve()
+    env = {key: value for key, value in os.environ.items() if key not in ("GAMENET_SECRET", "GAMENET_MASTER_PID")}
+    stdout, stderr, code = await utils.getProcessOutputAndValue(
+        sys.executable, [str(REPO / "bench" / f"{name}.py"), *map(str, args), "--json", str(out)], env=env,
+        path=str(REPO), reactor=reactor,
+    )
+    text = (stdout + stderr).decode(errors="replace")
+    document = json.loads(out.read_text()) if out.exists() else {}
+    return code, document, text
+
+
+class BenchScriptTests(TestCase):
+    """
+    Each script, on a tiny load.
+    """
+
+    timeout = 120
+
+    async def test_echo(self):
+        """
+        The echo benchmark measures the bare server and gamenet over TCP,
+        without errors, and computes their ratios.
+        """
+        code, document, text = await run_script(self, "echo", "--transport", "tcp", "--clients", 4, "--workers", 1,
+                                                "--seconds", 1)
+        self.assertEqual(code, 0, text)
+        tcp = document["transports"]["tcp"]
+        self.assertEqual([row["server"] for row in tcp["rows"]], ["bare Twisted", "gamenet"])
+        for row in tcp["rows"]:
+            self.assertGreater(row["requests_per_second"], 0, text)
+            self.assertGreater(row["cpu_us_per_request"], 0, text)
+            self.assertEqual(row["errors"], {})
+        self.assertGreater(tcp["cpu_ratio"], 0)
+        self.assertIn("gamenet / bare Twisted: CPU per request", text)
+
+    async def test_idle(self):
+        """
+        The idle benchmark holds every connection on both servers through a
+        window longer than the heartbeat timeout, and reports their memory.
+        """
+        code, document, text = await run_script(self, "idle", "--connections", 40, "--heartbeat", 1, "--warmup", 2,
+                                                "--seconds", 3, "--workers", 2)
+        self.assertEqual(code, 0, text)
+        self.assertEqual([(row["server"], row["held"], row["errors"]) for row in document["rows"]],
+                         [("bare Autobahn", 40, {}), ("gamenet", 40, {})])
+        for row in document["rows"]:
+            self.assertGreater(row["rss_end_mib"], 0)
+        self.assertIn("KiB per connection", text)
+
+    async def test_forward(self):
+        """
+        The forwarding benchmark drives a connector and a backend, both
+        routes answer without errors, and the backend's CPU shows only in
+        the forwarded rows.
+        """
+        code, document, text = await run_script(self, "forward", "--clients", 4, "--workers", 1, "--seconds", 1)
+        self.assertEqual(code, 0, text)
+        kinds = {row["kind"]: row for row in document["rows"]}
+        self.assertEqual(set(kinds), {"local", "forwarded"})
+        for row in kinds.values():
+            self.assertGreater(row["req_per_s"], 0, text)
+            self.assertEqual(row["errors"], {})
+        self.assertGreater(document["rate_ratio"], 0)
+
+    async def test_channel(self):
+        """
+        The channel benchmark delivers every push to every member of a room
+        of ten over two connectors, and reports the time to the last delivery.
+        """
+        code, document, text = await run_script(self, "channel", "--rooms", 10, "--seconds", 3, "--workers", 2)
+        self.assertEqual(code, 0, text)
+        [row] = document["rows"]
+        self.assertEqual(row["members"], 10)
+        self.assertGreater(row["pushes"], 0, text)
+        self.assertEqual(row["missing"], 0, text)
+        self.assertEqual(row["deliveries"], row["pushes"] * 10)
+        self.assertIsNotNone(document["target"]["last_p50_ms"])
