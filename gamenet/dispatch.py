@@ -28,6 +28,11 @@ if TYPE_CHECKING:
 
 log = Logger()
 
+# The types of plain answers, which are neither Deferreds nor coroutines:
+# telling them by type skips the ABC check of isinstance(result, Deferred)
+# (Deferred is an Awaitable) for the common answer.
+_PLAIN = frozenset({dict, list, str, bytes, int, float, bool, type(None)})
+
 
 class Responder(Protocol):
     """
@@ -162,7 +167,7 @@ class Dispatcher:
         except Exception as e:
             self._fail(responder, message.route, id, session, e)
             return
-        if isinstance(result, Deferred) or inspect.iscoroutine(result):
+        if type(result) not in _PLAIN and (isinstance(result, Deferred) or inspect.iscoroutine(result)):
             d = result if isinstance(result, Deferred) else Deferred.fromCoroutine(result)
             d.addCallbacks(
                 self._answer, self._failed,

@@ -472,6 +472,95 @@ class RuntimeServersTests(SynchronousTestCase):
         self.assertEqual(events, [("removed", ["area-2"]), ("added", ["area-2"])])
 
 
+class AvailabilityTests(SynchronousTestCase):
+    """
+    The servers a frontend routes to follow every change of availability,
+    though they are kept between requests: links going down and coming up,
+    a peer that stops and starts answering, and the registry changing.
+    """
+
+    def setUp(self):
+        # The first available area server, so that which one serves says
+        # which ones the frontend takes for available.
+        self.cluster = make_cluster(lambda app: app.route("area", lambda param, servers: servers[0]), rpc_timeout=2)
+        self.cluster.start()
+        self.addCleanup(self.cluster.stop)
+        self.app = self.cluster.apps["connector-1"]
+        self.client = self.cluster.client("connector-1")
+        self.assertServedBy("area-1")
+
+    def assertServedBy(self, server_id):
+        """
+        A forwarded request is served by C{server_id}, and the frontend's
+        available area servers start with it.
+        """
+        d = self.client.request("area.area.where", {})
+        self.cluster.flush()
+        self.assertEqual(self.successResultOf(d)["server"], server_id)
+        self.assertEqual(self.app.node.available("area")[0].id, server_id)
+
+    def test_linkDownAndUp(self):
+        """
+        A backend whose link goes down is routed around; once its link is up
+        again, it is routed to again.
+        """
+        self.cluster.kill("area-1")
+        self.assertServedBy("area-2")
+        self.cluster.start("area-1")
+        self.assertServedBy("area-1")
+
+    def test_health(self):
+        """
+        A backend that stops answering is routed around; once it answers
+        again, it is routed to again.
+        """
+        self.cluster.freeze("area-1")
+        self.cluster.advance(3)
+        self.assertEqual([s.id for s in self.app.node.available("area")], ["area-2"])
+        self.cluster.thaw("area-1")
+        self.cluster.advance(1.5)
+        self.assertServedBy("area-1")
+
+    def test_registry(self):
+        """
+        A server removed from the registry is routed around at once; added
+        back, it is routed to once its link is up.
+        """
+        area_1 = self.app.server_by_id("area-1")
+        self.app.remove_servers(["area-1"])
+        self.assertServedBy("area-2")
+        self.app.add_servers([area_1])
+        self.cluster.settle()
+        self.assertServedBy("area-1")
+
+    def test_replaced(self):
+        """
+        Replacing the registry's servers (what discovery does) changes the
+        routing at once.
+        """
+        others = [s for s in self.app.servers.values() if s.id not in ("area-1", self.app.server_id)]
+        self.app.replace_servers(others)
+        self.assertServedBy("area-2")
+
+    def test_registryWhileStopped(self):
+        """
+        The registry's changes are followed even while the node is not
+        running (its links do not follow them then).
+        """
+        self.cluster.stop("connector-1")
+        self.assertEqual(self.app.node.available("connector"), [self.app.server])
+        self.app.remove_servers(["connector-1"])
+        self.assertEqual(self.app.node.available("connector"), [])
+
+    def test_freshList(self):
+        """
+        Each call returns a list of its own: changing it changes no later answer.
+        """
+        servers = self.app.node.available("area")
+        servers.clear()
+        self.assertEqual([s.id for s in self.app.node.available("area")], ["area-1", "area-2"])
+
+
 class AuthenticationTests(SynchronousTestCase):
     """
     Node links need the cluster secret.

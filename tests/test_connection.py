@@ -1016,3 +1016,158 @@ class FlowControlTests(ConnectionTestsMixin, SynchronousTestCase):
         """
         session = self.open()
         self.assertEqual((session.transport, session.remote_address), ("tcp", ("192.168.1.1", 54321)))
+
+
+class EventTransport(StringTransport):
+    """
+    A L{StringTransport} that records writes, producer changes, closes and
+    aborts in the order they happen.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.events: list[tuple[str, bytes]] = []
+
+    def write(self, data: bytes) -> None:
+        self.events.append(("write", data))
+        super().write(data)
+
+    def unregisterProducer(self) -> None:
+        self.events.append(("unregister", b""))
+        super().unregisterProducer()
+
+    def loseConnection(self) -> None:
+        self.events.append(("lose", b""))
+        super().loseConnection()
+
+    def abortConnection(self) -> None:
+        self.events.append(("abort", b""))
+        super().abortConnection()
+
+
+class GatheredWritesTests(ConnectionTestsMixin, SynchronousTestCase):
+    """
+    L{TCPLink} writes what is written while one read is handled in one
+    transport write at the end of the read, and everything else at once,
+    keeping the order of writes, closes and aborts.
+    """
+
+    options = {"messages_per_second": 3}
+
+    def connect(self) -> tuple[Any, Any]:
+        self.transport = EventTransport()
+        link = TCPLink(self.frontend, False)
+        link.makeConnection(self.transport)
+        return link, link.connection
+
+    def wire(self) -> bytes:
+        return self.transport.value()
+
+    def feed(self, *chunks: bytes) -> None:
+        self.link.dataReceived(b"".join(chunks))
+
+    def writes(self) -> list[list[tuple[int, bytes]]]:
+        """
+        The packages of each transport write so far, one list per write.
+        """
+        return [package.PackageDecoder().feed(data) for kind, data in self.transport.events if kind == "write"]
+
+    def test_handshake(self):
+        """
+        The handshake answer is one write; the ack's heartbeat another.
+        """
+        self.feed(handshake_package())
+        self.feed(package.HANDSHAKE_ACK_PACKAGE)
+        self.assertEqual([[t for t, _ in packages] for packages in self.writes()],
+                         [[package.HANDSHAKE], [package.HEARTBEAT]])
+
+    def test_answersOfOneRead(self):
+        """
+        The answers to the requests of one read leave in one write, in order.
+        """
+        self.open()
+        del self.transport.events[:]
+        self.feed(*(data(message.REQUEST, n, "connector.game.echo", {"n": n}) for n in (1, 2, 3)))
+        writes = self.writes()
+        self.assertEqual(len(writes), 1)
+        answers = [message.decode(body, {}) for _, body in writes[0]]
+        self.assertEqual([(m.id, serializer.loads(m.body)) for m in answers], [(1, {"n": 1}), (2, {"n": 2}), (3, {"n": 3})])
+
+    def test_pushOutsideRead(self):
+        """
+        A push made outside a read (a timer, another connection) is written at once.
+        """
+        session = self.open()
+        del self.transport.events[:]
+        session.send("onPush", 1)
+        session.send("onPush", 2)
+        self.assertEqual(len(self.writes()), 2)
+
+    def test_pushInRead(self):
+        """
+        A push a handler makes goes out with the read's answers, before the
+        answer of its request.
+        """
+        def handler(msg: Any, session: Any) -> Any:
+            session.send("onPush", msg)
+            return msg
+
+        self.dispatcher.add("connector.game.pushEcho", handler)
+        self.open()
+        del self.transport.events[:]
+        self.feed(data(message.REQUEST, 1, "connector.game.pushEcho", "a"),
+                  data(message.REQUEST, 2, "connector.game.echo", "b"))
+        [packages] = self.writes()
+        decoded = [message.decode(body, self.frontend.code_to_route) for _, body in packages]
+        self.assertEqual([(m.type, m.id, m.body) for m in decoded],
+                         [(message.PUSH, 0, b'"a"'), (message.RESPONSE, 1, b'"a"'), (message.RESPONSE, 2, b'"b"')])
+
+    def test_kickInRead(self):
+        """
+        A kick during a read (here: the rate limit) writes the answers
+        gathered before it and the kick package before the connection is
+        closed, and nothing after.
+        """
+        self.open()
+        del self.transport.events[:]
+        self.feed(*(data(message.REQUEST, n, "connector.game.echo", n) for n in range(1, 6)))
+        kinds = [kind for kind, _ in self.transport.events]
+        self.assertEqual(kinds, ["write", "unregister", "lose"])
+        [packages] = self.writes()
+        self.assertEqual([t for t, _ in packages], [package.DATA] * 3 + [package.KICK])
+        self.assertEqual(packages[-1][1], serializer.dumps({"reason": "rate limit exceeded"}))
+
+    def test_abortInRead(self):
+        """
+        An abort during a read hands what was gathered to the transport first.
+        """
+        def handler(msg: Any, session: Any) -> None:
+            session.send("onPush", msg)
+            self.connection.pauseProducing()
+            session.kick("bye")
+
+        self.dispatcher.add("connector.game.leave", handler)
+        self.open()
+        del self.transport.events[:]
+        self.feed(data(message.REQUEST, 1, "connector.game.leave", "x"))
+        # (StringTransport's abortConnection loses the connection too.)
+        self.assertEqual([kind for kind, _ in self.transport.events][:2], ["write", "abort"])
+        self.assertEqual([t for t, _ in self.writes()[0]], [package.DATA])
+
+    def test_failedRead(self):
+        """
+        When handling a read raises, what it wrote still goes out, and later
+        writes are no longer gathered.
+        """
+        class Failing:
+            def __init__(self, link: TCPLink) -> None:
+                self.link = link
+
+            def data_received(self, data: bytes) -> None:
+                self.link.send(data)
+                raise RuntimeError("bug")
+
+        self.link.connection = Failing(self.link)
+        self.assertRaises(RuntimeError, self.link.dataReceived, b"abc")
+        self.link.send(b"def")
+        self.assertEqual(self.transport.events, [("write", b"abc"), ("write", b"def")])

@@ -1243,3 +1243,40 @@ class SerializerTests(SynchronousTestCase):
         A body that is not UTF-8 is a L{ValueError}.
         """
         self.assertRaises(ValueError, serializer.loads, b'"\xff"')
+
+    def test_whitespaceAround(self):
+        """
+        Whitespace around the value is allowed, as C{json.loads} allows it.
+        """
+        self.assertEqual(serializer.loads(b' {"a":1}\r\n'), {"a": 1})
+        self.assertEqual(serializer.loads(b"\t[1]"), [1])
+
+    def test_extraData(self):
+        """
+        More after the value, whitespace aside, is a L{ValueError}.
+        """
+        self.assertRaises(ValueError, serializer.loads, b'{"a":1}x')
+        self.assertRaises(ValueError, serializer.loads, b"1 2")
+        self.assertRaises(ValueError, serializer.loads, b"[1] ]")
+
+    def test_circular(self):
+        """
+        A circular value is a L{ValueError}, as with C{json.dumps}, and
+        leaves L{serializer.dumps} usable.
+        """
+        value: list = []
+        value.append(value)
+        error = self.assertRaises(ValueError, serializer.dumps, value)
+        self.assertEqual(str(error), "Circular reference detected")
+        self.assertEqual(serializer.dumps([[1]]), b"[[1]]")
+
+    def test_tooDeep(self):
+        """
+        A value nested deeper than the recursion limit fails as with C{json.dumps}.
+        """
+        import sys
+
+        value: list = []
+        for _ in range(sys.getrecursionlimit() + 10):
+            value = [value]
+        self.assertRaises(RecursionError, serializer.dumps, value)

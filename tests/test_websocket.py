@@ -1,14 +1,25 @@
 """
-Guards on the two places where gamenet's WebSocket link goes past Autobahn's
-public API for speed (see doc/benchmarks.md).
+Guards on the places where gamenet's WebSocket link goes past Autobahn's
+public API for speed (see doc/benchmarks.md), and the gathering of the
+frames written during one read.
 """
 
 from __future__ import annotations
 
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
+from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
-from gamenet.connector.websocket import WebSocketLink, binary_frame
+from gamenet.config import FrontendOptions
+from gamenet.connector import Frontend, State
+from gamenet.connector.websocket import WebSocketFactory, WebSocketLink, binary_frame
+from gamenet.dispatch import Dispatcher
+from gamenet.hooks import HookRegistry
+from gamenet.protocol import message, package, serializer
+from gamenet.protocol.routes import RouteDictionary
+from gamenet.session import SessionService
+
+from .test_connection import EventTransport, data, handshake_package
 
 
 class FrameTests(SynchronousTestCase):
@@ -44,3 +55,124 @@ class InternalsTests(SynchronousTestCase):
         self.assertIn("self.message_data", source)
         self.assertIn("self.failedByMe", source)
         self.assertIsNot(WebSocketLink.onMessageEnd, WebSocketServerProtocol.onMessageEnd)
+
+    def test_readAndWritePaths(self):
+        """
+        Autobahn's C{dataReceived} hands the bytes to C{_dataReceived}, which
+        L{WebSocketLink.dataReceived} calls directly; Autobahn writes to the
+        transport only in C{sendData} and in C{_send} (its queue, fed by
+        C{sendData}), and closes it only in C{_closeConnection}: the methods
+        L{WebSocketLink} flushes its gathered frames in.
+        """
+        import inspect
+        import re
+
+        from autobahn.websocket import protocol
+
+        self.assertIn("self._dataReceived(data)", inspect.getsource(WebSocketServerProtocol.dataReceived))
+        writers = {name for name, member in inspect.getmembers(protocol.WebSocketProtocol, inspect.isfunction)
+                   if "self.transport.write" in inspect.getsource(member)}
+        self.assertEqual(writers, {"sendData", "_send"})
+        closers = {name for name, member in inspect.getmembers(WebSocketServerProtocol, inspect.isfunction)
+                   if re.search(r"self\.transport\.(loseConnection|abortConnection)", inspect.getsource(member))}
+        self.assertEqual(closers, {"_closeConnection"})
+
+
+def client_frame(payload: bytes, opcode: int = 0x2) -> bytes:
+    """
+    One final frame as a client sends it: masked (with a zero key, which
+    leaves the payload as it is).
+    """
+    size = len(payload)
+    head = bytes((0x80 | opcode, 0x80 | size)) if size < 126 else bytes((0x80 | opcode, 0x80 | 126)) + size.to_bytes(2, "big")
+    return head + b"\x00\x00\x00\x00" + payload
+
+
+def server_frames(data: bytes) -> list[tuple[int, bytes]]:
+    """
+    The unmasked frames the server wrote, as C{(opcode, payload)}.
+    """
+    frames = []
+    while data:
+        opcode, size, offset = data[0] & 0x0F, data[1] & 0x7F, 2
+        if size == 126:
+            size, offset = int.from_bytes(data[2:4], "big"), 4
+        frames.append((opcode, data[offset:offset + size]))
+        data = data[offset + size:]
+    return frames
+
+
+UPGRADE = (
+    b"GET / HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+    b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+)
+
+
+class GatheredFramesTests(SynchronousTestCase):
+    """
+    L{WebSocketLink} writes the frames of one read in one transport write,
+    each package write its own frame, and keeps Autobahn's own writes and
+    closes after the frames written before them.
+    """
+
+    def setUp(self) -> None:
+        self.clock = Clock()
+        hooks = HookRegistry()
+        dispatcher = Dispatcher("connector-1", hooks)
+        dispatcher.add("connector.game.echo", lambda msg, session: msg)
+        sessions = SessionService("connector-1")
+        options = FrontendOptions(messages_per_second=3)
+        self.frontend = Frontend("connector-1", options, RouteDictionary.build(dispatcher.handlers, []),
+                                 dispatcher, sessions, hooks, self.clock)
+        factory = WebSocketFactory(self.frontend)
+        # No Autobahn timers on the global reactor in a synchronous test.
+        factory.setProtocolOptions(openHandshakeTimeout=0, closeHandshakeTimeout=0)
+        self.transport = EventTransport()
+        self.link = factory.buildProtocol(None)
+        self.link.makeConnection(self.transport)
+        self.link.dataReceived(UPGRADE)
+        self.link.dataReceived(client_frame(handshake_package()))
+        self.link.dataReceived(client_frame(package.HANDSHAKE_ACK_PACKAGE))
+        self.assertEqual(self.link.connection.state, State.WORKING)
+        del self.transport.events[:]
+
+    def request(self, id: int, body: object) -> bytes:
+        return client_frame(data(message.REQUEST, id, "connector.game.echo", body))
+
+    def test_framesOfOneRead(self):
+        """
+        The answers to the messages of one read are one frame each, in one write.
+        """
+        self.link.dataReceived(b"".join(self.request(n, n) for n in (1, 2, 3)))
+        [(kind, written)] = self.transport.events
+        frames = server_frames(written)
+        self.assertEqual([opcode for opcode, _ in frames], [0x2] * 3)
+        answers = [message.decode(package.PackageDecoder().feed(payload)[0][1], {}) for _, payload in frames]
+        self.assertEqual([(m.id, m.body) for m in answers], [(1, b"1"), (2, b"2"), (3, b"3")])
+
+    def test_pushOutsideRead(self):
+        """
+        A push made outside a read is written at once.
+        """
+        self.link.connection.session.send("onPush", 1)
+        self.assertEqual([kind for kind, _ in self.transport.events], ["write"])
+
+    def test_pongAfterAnswer(self):
+        """
+        A ping after a request in the same read is answered after the
+        request: Autobahn's pong does not overtake the gathered frame.
+        """
+        self.link.dataReceived(self.request(1, "a") + client_frame(b"p", opcode=0x9))
+        frames = [frame for kind, data in self.transport.events for frame in server_frames(data)]
+        self.assertEqual([opcode for opcode, _ in frames], [0x2, 0xA])
+
+    def test_kickInRead(self):
+        """
+        A kick during a read (here: the rate limit) writes the answers
+        before it, then the kick, then the close frame.
+        """
+        self.link.dataReceived(b"".join(self.request(n, n) for n in range(1, 6)))
+        frames = [frame for kind, data in self.transport.events if kind == "write" for frame in server_frames(data)]
+        self.assertEqual([opcode for opcode, _ in frames], [0x2] * 4 + [0x8])
+        kick = package.PackageDecoder().feed(frames[3][1])
+        self.assertEqual(kick, [(package.KICK, serializer.dumps({"reason": "rate limit exceeded"}))])

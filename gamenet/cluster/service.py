@@ -112,6 +112,11 @@ class ClusterNode(Service):
         self.master_link: NodeLink | None = None
         self.membership: set[str] = set()
         self._available: set[str] = {app.server_id}
+        # available() by server type, sorted: it is asked on every forwarded
+        # request and call. Forgotten whenever a link becomes available or
+        # stops being so (_link_changed) and whenever the registry changes.
+        self._available_by_type: dict[str, tuple[ServerConfig, ...]] = {}
+        app.registry.listeners.append(self._forget_available)
         self._connect = connect or self._tcp_connect
         self._port: Any = None
         self._orphan_check: LoopingCall | None = None
@@ -215,6 +220,7 @@ class ClusterNode(Service):
             self._available.add(peer_id)
         else:
             self._available.discard(peer_id)
+        self._available_by_type.clear()
         if self.master_link is None:
             self._membership_changed(sorted(self._available - {self.app.server_id}))
 
@@ -231,13 +237,21 @@ class ClusterNode(Service):
 
     def available(self, server_type: str) -> list[ServerConfig]:
         """
-        The servers of a type that can take calls now (their link is up, or
-        it is this server), sorted by id.
+        The servers of a type that can take calls now (their link is up and
+        the peer answers, or it is this server), sorted by id.
         """
-        servers = [server for server in self.app.servers_by_type(server_type) if server.id in self._available]
-        # By id, so that every server of the cluster sees the same order,
-        # whatever order discovery told it of them.
-        return sorted(servers, key=lambda server: server.id)
+        servers = self._available_by_type.get(server_type)
+        if servers is None:
+            # By id, so that every server of the cluster sees the same order,
+            # whatever order discovery told it of them.
+            servers = self._available_by_type[server_type] = tuple(sorted(
+                (server for server in self.app.servers_by_type(server_type) if server.id in self._available),
+                key=lambda server: server.id,
+            ))
+        return list(servers)
+
+    def _forget_available(self, added: list[ServerConfig], removed: list[ServerConfig]) -> None:
+        self._available_by_type.clear()
 
     def pick(self, server_type: str, route_param: Any) -> ServerConfig:
         """

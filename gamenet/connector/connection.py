@@ -42,6 +42,16 @@ class State(enum.IntEnum):
     CLOSED = 4
 
 
+# The states the data path compares with, as module constants: reading a
+# member off the enum class is an attribute lookup on every package, answer
+# and write. A connection's state is always one of the members, so they are
+# compared by identity.
+_HANDSHAKE = State.HANDSHAKE
+_WAIT_ACK = State.WAIT_ACK
+_WORKING = State.WORKING
+_CLOSED = State.CLOSED
+
+
 class Link(Protocol):
     """
     The transport-specific half of a connection.
@@ -53,6 +63,8 @@ class Link(Protocol):
     def send(self, data: bytes) -> None:
         """
         Write encoded packages (one WebSocket message, or bytes on a stream).
+        What is written while a read is handled may be held until the read
+        ends, but never past a L{close} or an L{abort}.
         """
 
     def close(self) -> None:
@@ -111,7 +123,7 @@ class Connection:
         """
         Whether the connection is closing or closed.
         """
-        return bool(self._close_reason) or self.state == State.CLOSED
+        return bool(self._close_reason) or self.state is _CLOSED
 
     # Incoming
 
@@ -119,7 +131,7 @@ class Connection:
         """
         Bytes from the client, split anywhere.
         """
-        if self.state == State.CLOSED or self._close_reason:
+        if self._close_reason or self.state is _CLOSED:
             return
         self.last_tick = tick = self.frontend.tick
         error = None
@@ -133,18 +145,19 @@ class Connection:
 
     def _handle(self, packages: list[tuple[int, bytes]], tick: int) -> None:
         frontend = self.frontend
+        limit = frontend.options.messages_per_second
         for package_type, body in packages:
             if self._close_reason:
                 return
-            if self.state == State.WORKING:
+            state = self.state
+            if state is _WORKING:
                 if self._window != tick:
                     self._window = tick
                     self._count = 0
                 self._count += 1
-                if self._count > frontend.options.messages_per_second:
+                if self._count > limit:
                     frontend.metrics["rate_limited"] += 1
-                    log.warn("{peer} exceeded {limit} messages per second", peer=self.link.peer,
-                             limit=frontend.options.messages_per_second)
+                    log.warn("{peer} exceeded {limit} messages per second", peer=self.link.peer, limit=limit)
                     self.kick("rate limit exceeded")
                     return
                 if package_type == package.DATA:
@@ -154,12 +167,12 @@ class Connection:
                         self.write(package.HEARTBEAT_PACKAGE)
                 else:
                     self._protocol_error(f"unexpected {package.type_name(package_type)} package")
-            elif self.state == State.HANDSHAKE:
+            elif state is _HANDSHAKE:
                 if package_type != package.HANDSHAKE:
                     self._protocol_error(f"expected a handshake, got {package.type_name(package_type)}")
                     return
                 self._on_handshake(body)
-            elif self.state == State.WAIT_ACK:
+            elif state is _WAIT_ACK:
                 if package_type == package.HANDSHAKE_ACK:
                     self._on_ack()
                 elif package_type != package.HEARTBEAT:
@@ -195,7 +208,7 @@ class Connection:
             log.failure("handshake validator failed for {peer}", peer=self.link.peer)
             self._refuse(handshake.CODE_USE_ERROR, "handshake failed")
             return
-        if self.state != State.CLOSED and not self._close_reason:
+        if self.state is not _CLOSED and not self._close_reason:
             self._accept(request, user)
 
     def _accept(self, request: handshake.HandshakeRequest, user: Any) -> None:
@@ -218,16 +231,17 @@ class Connection:
             self.write(package.HEARTBEAT_PACKAGE)
 
     def _on_data(self, body: bytes) -> None:
+        frontend = self.frontend
         try:
-            msg = message.decode(body, self.frontend.code_to_route, self.frontend.options.max_body_size)
+            msg = message.decode(body, frontend.code_to_route, frontend.options.max_body_size)
         except ProtocolError as e:
             self._protocol_error(str(e))
             return
         if msg.type > message.NOTIFY:
             self._protocol_error(f"clients may not send a {message.type_name(msg.type)}")
             return
-        self.frontend.metrics["requests"] += 1
-        self.frontend.dispatcher.dispatch(self, self.session, msg)  # type: ignore[arg-type]
+        frontend.metrics["requests"] += 1
+        frontend.dispatcher.dispatch(self, self.session, msg)  # type: ignore[arg-type]
 
     def _protocol_error(self, reason: str) -> None:
         self.frontend.metrics["protocol_errors"] += 1
@@ -243,7 +257,7 @@ class Connection:
         @return: C{False} when the connection is gone, was just dropped as a
             slow consumer, or is closing while the client is not reading.
         """
-        if self.state == State.CLOSED:
+        if self.state is _CLOSED:
             return False
         if not self._paused:
             self.link.send(data)
@@ -266,7 +280,7 @@ class Connection:
         """
         Answer request C{id} with C{value} (bytes are sent as they are), or with C{error}.
         """
-        if self.state != State.WORKING:
+        if self.state is not _WORKING:
             self.frontend.metrics["responses_dropped"] += 1
             return
         if error is None:
@@ -286,7 +300,7 @@ class Connection:
         """
         Push C{msg} on C{route}, through the C{send} hooks.
         """
-        if self.state != State.WORKING:
+        if self.state is not _WORKING:
             return False
         for hook in self.frontend.hooks.for_route(route).send:
             msg = hook(self.session, route, msg)
@@ -300,7 +314,7 @@ class Connection:
 
         @return: a Deferred firing when the connection has closed.
         """
-        if self.state == State.CLOSED:
+        if self.state is _CLOSED:
             return succeed(None)
         if not self._close_reason:
             self.write(package.encode(package.KICK, serializer.dumps({"reason": reason})))
@@ -310,7 +324,7 @@ class Connection:
         """
         Close without a kick package; C{reason} goes to the session's close callbacks.
         """
-        if self.state == State.CLOSED:
+        if self.state is _CLOSED:
             return succeed(None)
         d: Deferred[None] = Deferred()
         self._closed.append(d)
@@ -327,7 +341,7 @@ class Connection:
         """
         The transport is gone.
         """
-        if self.state == State.CLOSED:
+        if self.state is _CLOSED:
             return
         self.state = State.CLOSED
         if self._abort_call is not None and self._abort_call.active():
@@ -354,7 +368,7 @@ class Connection:
         The transport drained: send what was queued.
         """
         self._paused = False
-        if self._queue and self.state != State.CLOSED:
+        if self._queue and self.state is not _CLOSED:
             data = b"".join(self._queue)
             self._queue.clear()
             self._queued = 0

@@ -139,13 +139,14 @@ class Frontend:
                 self.metrics["handshake_timeouts"] += 1
                 del self.pending[socket]
                 socket.transport.abortConnection()
+        # Every connection, every tick: the cheap test of the tick first, as
+        # nearly every connection is within its time.
+        working = State.WORKING
         for connection in list(self.connections):
-            if connection.closing:
-                continue
-            if connection.state < State.WORKING:
-                if tick - connection.opened_tick > handshake_ticks:
+            if connection.state < working:
+                if tick - connection.opened_tick > handshake_ticks and not connection.closing:
                     self.metrics["handshake_timeouts"] += 1
                     connection.kick("handshake timeout")
-            elif idle_ticks and tick - connection.last_tick > idle_ticks:
+            elif idle_ticks and tick - connection.last_tick > idle_ticks and not connection.closing:
                 self.metrics["heartbeat_timeouts"] += 1
                 connection.kick("heartbeat timeout")

@@ -17,7 +17,7 @@ from twisted.python.failure import Failure
 
 from .connection import Connection
 from .frontend import Frontend
-from .tcp import no_delay
+from .tcp import GatheredWrites, no_delay
 
 log = Logger()
 
@@ -36,9 +36,15 @@ def binary_frame(data: bytes) -> bytes:
     return struct.pack("!BBQ", 0x82, 127, size) + data
 
 
-class WebSocketLink(WebSocketServerProtocol):
+class WebSocketLink(GatheredWrites, WebSocketServerProtocol):
     """
     A WebSocket client connection.
+
+    Each package write is its own frame; the frames written while one read
+    is handled go out in one transport write (see L{GatheredWrites}).
+    Autobahn's own writes (handshake, pongs, close frames) and closes go
+    through L{sendData} and L{_closeConnection}, which hand the gathered
+    frames to the transport first.
     """
 
     connection: Connection
@@ -68,6 +74,25 @@ class WebSocketLink(WebSocketServerProtocol):
             log.info("refused WebSocket from {peer}: origin {origin} not allowed", peer=self.peer, origin=origin)
             raise ConnectionDeny(403, "origin not allowed")
 
+    def dataReceived(self, data: bytes) -> None:
+        """
+        Bytes from the socket, to Autobahn's parser.
+
+        Calls Autobahn's C{_dataReceived} directly: its C{dataReceived} adds
+        only a debug log call whose arguments it formats on every read, even
+        with debug logging off, which costs more CPU than gamenet's decoding
+        of a request.
+        """
+        self._gather(self._dataReceived, data)
+
+    def sendData(self, data: bytes, sync: bool = False, chopsize: int | None = None) -> None:
+        self._flush()
+        super().sendData(data, sync, chopsize)
+
+    def _closeConnection(self, abort: bool = False) -> None:
+        self._flush()
+        super()._closeConnection(abort)
+
     def onMessageEnd(self) -> None:
         """
         A whole message has arrived: hand its bytes to the connection.
@@ -93,7 +118,7 @@ class WebSocketLink(WebSocketServerProtocol):
         # doc/benchmarks.md). The bytes are the same: WebSocketFactory
         # negotiates no extension and never fragments.
         if self.state == WebSocketServerProtocol.STATE_OPEN:
-            self.transport.write(binary_frame(data))
+            self._write(binary_frame(data))
 
     def close(self) -> None:
         if self.state == WebSocketServerProtocol.STATE_OPEN:
@@ -102,6 +127,7 @@ class WebSocketLink(WebSocketServerProtocol):
             self.dropConnection(abort=False)
 
     def abort(self) -> None:
+        self._flush()
         self.transport.abortConnection()
 
 

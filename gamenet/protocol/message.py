@@ -60,6 +60,9 @@ def encode_varint(value: int) -> bytes:
     """
     if value < 0x80:
         return bytes((value,))
+    if value < 0x4000:
+        # Two bytes, the most common length on a connection past its first 127 requests.
+        return bytes((value & 0x7F | 0x80, value >> 7))
     if not 0 <= value < 1 << (7 * MAX_ID_BYTES):
         raise ValueError(f"message id {value} does not fit {MAX_ID_BYTES} bytes")
     out = bytearray()

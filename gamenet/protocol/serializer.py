@@ -10,12 +10,24 @@ from typing import Any
 
 _encoder = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
+# What _encoder.encode uses, made once rather than on every call: the C
+# encoder with _encoder's settings but no circular-reference markers (their
+# bookkeeping is per call). A circular value then recurses until
+# RecursionError, and dumps encodes it again with _encoder, for the
+# ValueError it raises.
+_encode = (
+    None if c_make_encoder is None
+    else c_make_encoder(None, _encoder.default, encode_basestring, None, ":", ",", False, False, False)
+)
+
 
 def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
-_decode = json.JSONDecoder(parse_constant=_no_constant).decode
+_decoder = json.JSONDecoder(parse_constant=_no_constant)
+_decode = _decoder.decode
+_scan = _decoder.scan_once
 
 NAME = "json"
 
@@ -24,15 +36,17 @@ def dumps(value: Any) -> bytes:
     """
     Serialize a body.
 
-    @raise ValueError: NaN or infinity, which JavaScript's C{JSON.parse} rejects.
+    @raise ValueError: NaN or infinity, which JavaScript's C{JSON.parse}
+        rejects, or a circular reference.
     @raise TypeError: a value JSON cannot carry.
     """
-    if c_make_encoder is None:
+    if _encode is None:
         return _encoder.encode(value).encode("utf-8")
-    # What _encoder.encode does, less its pure-Python set-up on every call: a
-    # C encoder with _encoder's settings and fresh circular-reference markers.
-    encode = c_make_encoder({}, _encoder.default, encode_basestring, None, ":", ",", False, False, False)
-    return "".join(encode(value, 0)).encode("utf-8")
+    try:
+        return "".join(_encode(value, 0)).encode("utf-8")
+    except RecursionError:
+        # Too deep, or circular: _encoder says which, as json.dumps would.
+        return _encoder.encode(value).encode("utf-8")
 
 
 def loads(data: bytes) -> Any:
@@ -45,7 +59,17 @@ def loads(data: bytes) -> Any:
     if not data:
         return None
     try:
-        return _decode(data.decode("utf-8"))
+        text = data.decode("utf-8")
+        # A body that is one JSON value and nothing else is read by the
+        # decoder's scanner alone, skipping the pure-Python whitespace checks
+        # of _decode around it; anything else (whitespace around the value,
+        # more after it, no value) goes through _decode, for its value or
+        # its error.
+        try:
+            value, end = _scan(text, 0)
+        except StopIteration:
+            return _decode(text)
+        return value if end == len(text) else _decode(text)
     except ValueError:
         # json.loads also reads UTF-16 and UTF-32, a UTF-8 byte order mark and
         # UTF-8-encoded surrogates, all of which fail the line above.
