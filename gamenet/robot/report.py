@@ -176,9 +176,9 @@ def plot(report: dict[str, Any], path: str) -> None:
         summary = t["latency_ms"] if route is None else t["routes"].get(route, {}).get("latency_ms")
         return summary[key] if summary else float("nan")
 
-    for route in [None] + (routes if len(routes) > 1 else []):
+    for n, route in enumerate([None] + (routes if len(routes) > 1 else [])):
         for key, style in (("p50", "-"), ("p99", "--")):
-            top.plot(seconds, [series(t, route, key) for t in timeline], style,
+            top.plot(seconds, [series(t, route, key) for t in timeline], style, color=f"C{n}",
                      label=f"{route or 'all routes'} {key}")
     top.set_ylabel("latency (ms)")
     top.legend()
