@@ -304,14 +304,38 @@ def masked_frame(data: bytes, mask: bytes) -> bytes:
     return head + mask + masked
 
 
+def unmasked_frames(data: bytes) -> tuple[list[bytes], int]:
+    """
+    The payloads of the whole final, unmasked binary frames without RSV bits
+    at the start of C{data} (what a server sends a Pomelo client), and where
+    the first byte that is not one of them is: a partial frame, or any other
+    frame (text, fragment, ping, close, a masked or an invalid one).
+    """
+    payloads = []
+    offset, end = 0, len(data)
+    while end - offset >= 2 and data[offset] == 0x82 and not data[offset + 1] & 0x80:
+        size, start = data[offset + 1], offset + 2
+        if size == 126:
+            size, start = int.from_bytes(data[offset + 2:offset + 4], "big"), offset + 4
+        elif size == 127:
+            size, start = int.from_bytes(data[offset + 2:offset + 10], "big"), offset + 10
+        if start + size > end:
+            break
+        payloads.append(data[start:start + size])
+        offset = start + size
+    return payloads, offset
+
+
 class _WebSocketClientLink(WebSocketClientProtocol):
     """
     The client's WebSocket connection. Like gamenet's server link
     (L{gamenet.connector.websocket}), it skips Autobahn's generic per-message
     paths, which cost the load robot's clients more CPU than the rest of a
-    request: the debug log call of C{dataReceived}, the observer event of
-    C{onMessageEnd}, and C{sendMessage} (the frame is built here, masked
-    with a fresh random key, as C{sendMessage} builds it with no extension).
+    request: C{sendMessage} (the frame is built here, masked with a fresh
+    random key, as C{sendMessage} builds it with no extension), and, for
+    the binary frames a server sends between Autobahn's own frames, its
+    parser (L{unmasked_frames} takes them while Autobahn holds no partial
+    frame or message; everything else goes to Autobahn, in order).
     """
 
     def connectionMade(self) -> None:
@@ -327,7 +351,14 @@ class _WebSocketClientLink(WebSocketClientProtocol):
             self.transport.write(masked_frame(data, os.urandom(4)))
 
     def dataReceived(self, data: bytes) -> None:
-        self._dataReceived(data)
+        if (self.state == WebSocketClientProtocol.STATE_OPEN and not self.data and self.current_frame is None
+                and not self.inside_message):
+            payloads, used = unmasked_frames(data)
+            if payloads:
+                self.client._data(b"".join(payloads))
+                data = data[used:]
+        if data:
+            self._dataReceived(data)
 
     def onMessageEnd(self) -> None:
         if not self.failedByMe:

@@ -1,8 +1,9 @@
 """
 L{gamenet.client}'s own WebSocket framing: the frames it writes are what
-RFC 6455 asks of a client, and the Autobahn internals its link relies on
-are still there. (Every test that connects a client over WebSocket runs
-them against gamenet's server.)
+RFC 6455 asks of a client, the frames it reads itself are exactly the
+server's whole binary frames (everything else is left to Autobahn), and the
+Autobahn internals its link relies on are still there. (Every test that
+connects a client over WebSocket runs them against gamenet's server.)
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ from autobahn.twisted.websocket import WebSocketClientProtocol
 from autobahn.websocket.protocol import WebSocketProtocol
 from twisted.trial.unittest import SynchronousTestCase
 
-from gamenet.client import masked_frame
+from gamenet.client import masked_frame, unmasked_frames
+from gamenet.connector.websocket import binary_frame
 
 
 def unmask(frame: bytes) -> tuple[int, int, bytes]:
@@ -54,14 +56,40 @@ class MaskedFrameTests(SynchronousTestCase):
         self.assertEqual(masked_frame(b"Hello", bytes.fromhex("37fa213d")),
                          bytes.fromhex("8285" "37fa213d" "7f9f4d5158"))
 
+    def test_reads_whole_binary_frames(self):
+        """
+        Whole binary frames of each length encoding are read, in order.
+        """
+        payloads = [b"", b"a" * 5, b"b" * 125, b"c" * 126, b"d" * 65535, b"e" * 65536]
+        data = b"".join(binary_frame(p) for p in payloads)
+        self.assertEqual(unmasked_frames(data), (payloads, len(data)))
+
+    def test_stops_at_anything_else(self):
+        """
+        A partial frame, a ping, a close, a text frame, a fragment, a masked
+        frame or one with RSV bits set stops the reading there: that and what
+        follows are Autobahn's.
+        """
+        first = binary_frame(b"first")
+        for partial in (binary_frame(b"partial")[:-1], binary_frame(b"x" * 200)[:3], b"\x82"):
+            self.assertEqual(unmasked_frames(first + partial), ([b"first"], len(first)), partial)
+        for other in (b"\x89\x00", b"\x88\x02\x03\xe8", b"\x81\x01a", b"\x02\x01a", masked_frame(b"m", b"abcd"),
+                      b"\xc2\x01a"):
+            data = first + other + binary_frame(b"after")
+            self.assertEqual(unmasked_frames(data), ([b"first"], len(first)), other)
+
     def test_autobahn_internals(self):
         """
-        The client link calls Autobahn's C{_dataReceived} and replaces
+        The client link calls Autobahn's C{_dataReceived}, reads its parser's
+        state (C{data}, C{current_frame}, C{inside_message}), and replaces
         C{onMessageEnd}, which reads C{message_data} and C{failedByMe}.
         """
         import inspect
 
         self.assertTrue(callable(getattr(WebSocketClientProtocol, "_dataReceived", None)))
+        parser = inspect.getsource(WebSocketProtocol.processData)
+        for name in ("self.data", "self.current_frame", "self.inside_message"):
+            self.assertIn(name, parser)
         source = inspect.getsource(WebSocketProtocol.onMessageEnd)
         self.assertIn("self.message_data", source)
         self.assertIn("self.failedByMe", source)
