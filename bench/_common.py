@@ -27,13 +27,8 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))  # gamenet from this work tree, as for the servers and workers below
 
-from gamenet.robot.procstat import cpu_seconds, peak_rss_kib, run_seconds  # noqa: E402,F401 (used by the scripts)
-
 # Servers and workers import gamenet from this work tree, not from an installed copy.
 ENV = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, (str(REPO), os.environ.get("PYTHONPATH"))))}
-
-CONNECT_TIMEOUT = 60.0  # seconds for every worker to connect all its clients
-DRAIN = 2.0  # seconds a worker waits for answers still outstanding after the window
 
 
 # Processes

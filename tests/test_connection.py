@@ -891,15 +891,15 @@ class LivenessTests(ConnectionTestsMixin, SynchronousTestCase):
         self.successResultOf(d)
 
 
-class FlowControlTests(ConnectionTestsMixin, SynchronousTestCase):
+class TCPLinkMixin(ConnectionTestsMixin):
     """
-    The outbound queue, through a real L{TCPLink} on a L{StringTransport}.
+    A real L{TCPLink} on a C{transport_class} transport (a L{StringTransport}).
     """
 
-    options = {"max_outbound_queue": 100}
+    transport_class: type
 
     def connect(self) -> tuple[Any, Any]:
-        self.transport = CountingTransport()
+        self.transport = self.transport_class()
         link = TCPLink(self.frontend, False)
         link.makeConnection(self.transport)
         return link, link.connection
@@ -909,6 +909,15 @@ class FlowControlTests(ConnectionTestsMixin, SynchronousTestCase):
 
     def feed(self, *chunks: bytes) -> None:
         self.link.dataReceived(b"".join(chunks))
+
+
+class FlowControlTests(TCPLinkMixin, SynchronousTestCase):
+    """
+    The outbound queue, through a real L{TCPLink} on a L{StringTransport}.
+    """
+
+    options = {"max_outbound_queue": 100}
+    transport_class = CountingTransport
 
     def test_registeredAsProducer(self):
         """
@@ -1045,7 +1054,7 @@ class EventTransport(StringTransport):
         super().abortConnection()
 
 
-class GatheredWritesTests(ConnectionTestsMixin, SynchronousTestCase):
+class GatheredWritesTests(TCPLinkMixin, SynchronousTestCase):
     """
     L{TCPLink} writes what is written while one read is handled in one
     transport write at the end of the read, and everything else at once,
@@ -1053,18 +1062,7 @@ class GatheredWritesTests(ConnectionTestsMixin, SynchronousTestCase):
     """
 
     options = {"messages_per_second": 3}
-
-    def connect(self) -> tuple[Any, Any]:
-        self.transport = EventTransport()
-        link = TCPLink(self.frontend, False)
-        link.makeConnection(self.transport)
-        return link, link.connection
-
-    def wire(self) -> bytes:
-        return self.transport.value()
-
-    def feed(self, *chunks: bytes) -> None:
-        self.link.dataReceived(b"".join(chunks))
+    transport_class = EventTransport
 
     def writes(self) -> list[list[tuple[int, bytes]]]:
         """

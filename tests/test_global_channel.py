@@ -34,7 +34,7 @@ from gamenet.testing import (
 )
 
 TIMEOUT = 0.5  # the cluster's storage_timeout: how long any Redis call may take
-MARGIN = 1.0  # what "fails fast" may add to TIMEOUT on a loaded machine
+MARGIN = 2.0  # what "fails fast" may add to TIMEOUT on a loaded machine (a reconnect would take up to RECONNECT)
 WAIT = 10.0  # the longest any wait for the network may take
 RECONNECT = 20.0  # the longest the pool may take to reconnect (txredisapi backs off up to 10 s)
 INDEX = "gamenet:test:gchannel:world"

@@ -5,7 +5,7 @@ C{members} clients over two connectors, one of them pushing to the whole room.
     gamenet bench ws://127.0.0.1:PORT1 --scenario bench/scenarios/channel.py \\
         --clients 1000 --workers 4 --warmup 5 --seconds 10 \\
         --param ports=PORT1,PORT2 --param room=room-1000 --param members=1000 \\
-        --param interval=0.02
+        --param interval=0.1
 
 Every client connects to the connector C{ports[index % 2]} (over the
 target's transport), records each C{onBench} push of the room with
@@ -28,7 +28,7 @@ delivered in it.
 Parameters (C{--param}): C{ports} (the two connectors' client ports,
 comma-separated; default the target's), C{room} (default C{room}),
 C{members} (required: the robot's C{--clients}), C{interval} (default
-0.02), C{settle} (default 1).
+0.1), C{settle} (default 1).
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ async def run(ctx: Any) -> None:
     room = params.get("room", "room")
     members = int(params["members"])
     settle = float(params.get("settle", 1.0))
-    interval = float(params.get("interval", 0.02))
+    interval = float(params.get("interval", 0.1))
 
     client = await ctx.connect(port=ports[ctx.index % len(ports)])
 

@@ -1,35 +1,19 @@
 """
-CPU time and peak memory of processes, from /proc (Linux only).
-
-Used by the load robot for the server processes it is given and for its own
-workers, and by the scripts in C{bench/}.
+CPU time and memory of processes, from /proc (Linux only): what the load
+robot measures of the server processes it is given and of its own workers.
 """
 
 from __future__ import annotations
 
 import os
 
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def cpu_seconds(pid: int) -> float:
-    """
-    User plus system CPU time of a process so far, from /proc/<pid>/stat.
-    """
-    with open(f"/proc/{pid}/stat", "rb") as f:
-        stat = f.read()
-    # The command name (field 2) is in parentheses and may hold spaces:
-    # count the fields from after its closing one. utime and stime are fields 14 and 15.
-    fields = stat[stat.rindex(b")") + 2 :].split()
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
-
 
 def run_seconds(pid: int) -> float:
     """
     The time every thread of a process has spent on a CPU so far, from
     /proc/<pid>/task/*/schedstat: nanosecond counts, where /proc/<pid>/stat
-    counts clock ticks (10 ms); for short measurements. A thread running at
-    the moment of reading is counted up to its last scheduler event.
+    counts clock ticks (10 ms). A thread running at the moment of reading is
+    counted up to its last scheduler event.
     """
     total = 0
     for task in os.listdir(f"/proc/{pid}/task"):
