@@ -194,6 +194,23 @@ def stack_shares(path: Path) -> list[tuple[str, float]]:
     return sorted(((name, n / total) for name, n in counts.items()), key=lambda item: -item[1])
 
 
+def breakdown(title: str, spies: Sequence[tuple[PySpy, Server]], per_unit: dict[str, float | None],
+              spec: str = ".1f") -> str:
+    """
+    Each sampled server's CPU per unit of work (C{per_unit}, by server name:
+    per request, per push), split by where py-spy saw it spent (L{stack_shares}).
+    """
+    shares = {server.name: dict(stack_shares(spy.out)) for spy, server in spies if spy.out.exists()}
+    categories = sorted({category for by in shares.values() for category in by},
+                        key=lambda c: -max(by.get(c, 0.0) for by in shares.values()))
+    per = {name: per_unit[name] or 0.0 for name in shares}
+    rows: list[tuple[str, ...]] = [(title, *shares)]
+    for category in categories:
+        rows.append((category, *(format(by.get(category, 0.0) * per[name], spec) for name, by in shares.items())))
+    rows.append(("total", *(format(per[name], spec) for name in shares)))
+    return columns(rows, left=1)
+
+
 def workdir() -> Path:
     """
     A fresh temporary directory for server files and logs.
@@ -423,6 +440,13 @@ def columns(rows: list[tuple[str, ...]], left: int) -> str:
              for row in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
+
+
+def figure(value: float | None, spec: str = ".1f") -> str:
+    """
+    C{value} formatted with C{spec}, or C{nan} for a figure that could not be measured.
+    """
+    return "nan" if value is None else format(value, spec)
 
 
 def summary(ratios: list[float]) -> str:

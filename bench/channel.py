@@ -72,7 +72,7 @@ from pathlib import Path
 from typing import Any
 
 from _common import (
-    REPO, ClusterServer, PySpy, ServerError, call, columns, free_port, machine, robot, server_cpu, stack_shares,
+    REPO, ClusterServer, PySpy, ServerError, breakdown, call, columns, figure, free_port, machine, robot, server_cpu,
     twistd_server, workdir, write_cluster_file,
 )
 
@@ -180,7 +180,8 @@ def main() -> int:
                              else "no push delivered, missed"))
     if spies:
         print()
-        print(breakdown(largest, spies))
+        print(breakdown(f"CPU ms per push to {largest['members']:,} members (py-spy)", spies,
+                        largest["cpu_ms_per_push"], ".2f"))
     late = [f"{r['members']:,}" for r in rows if LATE in r["errors"]]
     for warning in sorted({w for r in rows for w in r["warnings"]}) + (
             [f"room(s) of {', '.join(late)} not full when the window opened: give a longer --warmup"] if late else []):
@@ -226,10 +227,6 @@ def row(size: int, report: dict[str, Any], servers: Any, timed: list[list[Any]])
     }
 
 
-def _f(value: float | None, spec: str = ".1f") -> str:
-    return "nan" if value is None else format(value, spec)
-
-
 def table(rows: list[dict[str, Any]], names: list[str]) -> str:
     head = ("members", "pushes", "messages", "deliveries", "missing", "reached p50 ms", "queued p50 ms",
             "written p50 ms", "first p50 ms", "first p95 ms", "last p50 ms", "last p95 ms",
@@ -239,27 +236,12 @@ def table(rows: list[dict[str, Any]], names: list[str]) -> str:
         first, last = r["first_ms"] or {}, r["last_ms"] or {}
         lines.append((
             f"{r['members']:,}", f"{r['pushes']:,}", f"{r['messages']:,}", f"{r['deliveries']:,}",
-            f"{r['missing']:,}", _f(r["reached_p50_ms"]), _f(r["queued_p50_ms"]), _f(r["written_p50_ms"]),
-            _f(first.get("p50")), _f(first.get("p95")), _f(last.get("p50")), _f(last.get("p95")),
-            *(_f(r["cpu_ms_per_push"][name], ".2f") for name in names), _f(r["robot_cpu_ms_per_push"], ".2f"),
+            f"{r['missing']:,}", figure(r["reached_p50_ms"]), figure(r["queued_p50_ms"]), figure(r["written_p50_ms"]),
+            figure(first.get("p50")), figure(first.get("p95")), figure(last.get("p50")), figure(last.get("p95")),
+            *(figure(r["cpu_ms_per_push"][name], ".2f") for name in names), figure(r["robot_cpu_ms_per_push"], ".2f"),
             ", ".join(f"{kind} {count}" for kind, count in r["errors"].items()) or "0",
         ))
     return columns(lines, left=0)
-
-
-def breakdown(largest: dict[str, Any], spies: list[tuple[PySpy, Any]]) -> str:
-    """
-    Each server's CPU per push to the largest room, split by where py-spy saw it spent.
-    """
-    shares = {server.name: dict(stack_shares(spy.out)) for spy, server in spies if spy.out.exists()}
-    categories = sorted({category for by in shares.values() for category in by},
-                        key=lambda c: -max(by.get(c, 0.0) for by in shares.values()))
-    per_push = {name: largest["cpu_ms_per_push"][name] or 0.0 for name in shares}
-    rows: list[tuple[str, ...]] = [(f"CPU ms per push to {largest['members']:,} members (py-spy)", *shares)]
-    for category in categories:
-        rows.append((category, *(f"{by.get(category, 0.0) * per_push[name]:.2f}" for name, by in shares.items())))
-    rows.append(("total", *(f"{per_push[name]:.2f}" for name in shares)))
-    return columns(rows, left=1)
 
 
 if __name__ == "__main__":

@@ -49,7 +49,7 @@ from pathlib import Path
 from typing import Any
 
 from _common import (
-    REPO, PySpy, Server, ServerError, columns, free_port, gamenet_server, machine, robot, stack_shares, summary,
+    REPO, PySpy, Server, ServerError, breakdown, columns, figure, free_port, gamenet_server, machine, robot, summary,
     workdir,
 )
 
@@ -90,7 +90,7 @@ def main() -> int:
     failed = False
     for transport in transports:
         try:
-            rounds, samplers = measure(transport, options)
+            rounds, spies = measure(transport, options)
         except ServerError as e:
             print(f"echo.py: {e}", file=sys.stderr)
             return 2
@@ -106,9 +106,10 @@ def main() -> int:
         print()
         print(f"gamenet / {baseline}: CPU per request {summary(cpu)} (aim <= {AIM_CPU}x), "
               f"rate {summary(rate)} (aim >= {AIM_RATE}x)")
-        if samplers:
+        if spies:
             print()
-            print(breakdown(rounds[0], samplers))
+            print(breakdown("CPU us per request (py-spy, round 1)", spies,
+                            {name: report["server"]["cpu_us_per_request"] for name, report in rounds[0].items()}))
         document["transports"][transport] = {
             "baseline": baseline, "rows": rows(rounds),
             "cpu_ratio": statistics.median(cpu), "rate_ratio": statistics.median(rate),
@@ -125,11 +126,11 @@ def main() -> int:
     return 1 if failed else 0
 
 
-def measure(transport: str, options: argparse.Namespace) -> tuple[list[dict[str, Any]], dict[str, PySpy]]:
+def measure(transport: str, options: argparse.Namespace) -> tuple[list[dict[str, Any]], list[tuple[PySpy, Server]]]:
     """
     Start the bare server and gamenet for C{transport}, run the rounds, stop them.
 
-    @return: each round's robot reports by server name, and the py-spy samplers of round 1.
+    @return: each round's robot reports by server name, and the py-spy samplers of round 1 with their servers.
     @raise ServerError: a server did not start or died (its log is kept and named).
     """
     work = workdir()
@@ -166,22 +167,7 @@ def measure(transport: str, options: argparse.Namespace) -> tuple[list[dict[str,
         gamenet.stop()
         bare.stop()
     shutil.rmtree(work, ignore_errors=True)
-    return rounds, samplers
-
-
-def breakdown(measured: dict[str, Any], samplers: dict[str, PySpy]) -> str:
-    """
-    Each server's CPU per request in round 1, split by where py-spy saw it spent.
-    """
-    shares = {name: dict(stack_shares(spy.out)) for name, spy in samplers.items()}
-    per_request = {name: measured[name]["server"]["cpu_us_per_request"] for name in shares}
-    categories = sorted({category for by in shares.values() for category in by},
-                        key=lambda c: -max(by.get(c, 0.0) for by in shares.values()))
-    lines: list[tuple[str, ...]] = [("CPU us per request (py-spy, round 1)", *shares)]
-    for category in categories:
-        lines.append((category, *(f"{by.get(category, 0.0) * per_request[name]:.1f}" for name, by in shares.items())))
-    lines.append(("total", *(f"{per_request[name]:.1f}" for name in shares)))
-    return columns(lines, left=1)
+    return rounds, [(samplers[server.name], server) for server in (bare, gamenet) if server.name in samplers]
 
 
 def rows(rounds: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -208,8 +194,8 @@ def table(rounds: list[dict[str, Any]], transport: str) -> str:
     for row in rows(rounds):
         lines.append((
             str(row["round"]), f"{row['server']} ({transport})", f"{row['requests_per_second']:,.0f}",
-            f"{row['cpu_us_per_request'] or 0:.1f}", f"{row['server_cpu_percent']:.0f}%", f"{row['robot_cpu_percent']:.0f}%",
-            f"{row['p50_ms'] or 0:.1f}", f"{row['p99_ms'] or 0:.1f}",
+            figure(row["cpu_us_per_request"]), f"{row['server_cpu_percent']:.0f}%", f"{row['robot_cpu_percent']:.0f}%",
+            figure(row["p50_ms"]), figure(row["p99_ms"]),
             ", ".join(f"{kind} {n}" for kind, n in row["errors"].items()) or "0", f"{row['peak_rss_mib']:.1f}",
         ))
     return columns(lines, left=2)

@@ -56,7 +56,7 @@ from pathlib import Path
 from typing import Any
 
 from _common import (
-    ClusterServer, PySpy, ServerError, call, columns, free_port, machine, robot, server_cpu, stack_shares, summary,
+    ClusterServer, PySpy, ServerError, breakdown, call, columns, figure, free_port, machine, robot, server_cpu, summary,
     twistd_server, workdir, write_cluster_file,
 )
 
@@ -155,7 +155,7 @@ def main() -> int:
     print(batch_table(batching, connector.name, area.name))
     if spies:
         print()
-        print(breakdown(rows[1], spies))
+        print(breakdown("CPU us per forwarded request (py-spy, round 1)", spies, rows[1]["us_per_req"]))
     for warning in sorted({w for r in rows for w in r["warnings"]}):
         print(f"warning: {warning}")
     if options.json:
@@ -209,25 +209,6 @@ def batch_table(batching: list[dict[str, float]], connector: str, area: str) -> 
     return columns(rows, left=2)
 
 
-def breakdown(forwarded: dict[str, Any], spies: list[tuple[PySpy, Any]]) -> str:
-    """
-    Each server's CPU per forwarded request in round 1, split by where py-spy saw it spent.
-    """
-    shares = {server.name: dict(stack_shares(spy.out)) for spy, server in spies if spy.out.exists()}
-    categories = sorted({category for by in shares.values() for category in by},
-                        key=lambda c: -max(by.get(c, 0.0) for by in shares.values()))
-    per_request = {name: forwarded["us_per_req"][name] or 0.0 for name in shares}
-    rows: list[tuple[str, ...]] = [("CPU us per forwarded request (py-spy, round 1)", *shares)]
-    for category in categories:
-        rows.append((category, *(f"{by.get(category, 0.0) * per_request[name]:.1f}" for name, by in shares.items())))
-    rows.append(("total", *(f"{per_request[name]:.1f}" for name in shares)))
-    return columns(rows, left=1)
-
-
-def _f(value: float | None, spec: str) -> str:
-    return "nan" if value is None else format(value, spec)
-
-
 def table(rows: list[dict[str, Any]], names: list[str], transport: str) -> str:
     head = ("round", "route", "req/s", *(f"{name} us/req" for name in names), "total us/req",
             *(f"{name} CPU" for name in names), "robot CPU", "p50 ms", "p99 ms", "errors")
@@ -235,9 +216,9 @@ def table(rows: list[dict[str, Any]], names: list[str], transport: str) -> str:
     for r in rows:
         lines.append((
             str(r["round"]), f"{r['route']} ({r['kind']}, {transport})", f"{r['req_per_s']:,.0f}",
-            *(_f(r["us_per_req"][name], ".1f") for name in names), _f(r["total_us_per_req"], ".1f"),
+            *(figure(r["us_per_req"][name], ".1f") for name in names), figure(r["total_us_per_req"], ".1f"),
             *(f"{r['cpu_percent'][name]:.0f}%" for name in names), f"{r['robot_cpu_percent']:.0f}%",
-            _f(r["p50_ms"], ".1f"), _f(r["p99_ms"], ".1f"),
+            figure(r["p50_ms"], ".1f"), figure(r["p99_ms"], ".1f"),
             ", ".join(f"{kind} {count}" for kind, count in r["errors"].items()) or "0",
         ))
     return columns(lines, left=2)

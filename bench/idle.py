@@ -43,7 +43,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from _common import REPO, Server, ServerError, columns, free_port, gamenet_server, machine, robot, workdir
+from _common import REPO, Server, ServerError, columns, figure, free_port, gamenet_server, machine, robot, workdir
 
 AIM_KIB = 30.0  # KiB of server memory per held WebSocket connection at 10,000 connections
 AIM_CPU = 5.0  # percent of a core for their heartbeats
@@ -148,7 +148,7 @@ def table(rows: list[dict[str, Any]]) -> str:
                                      "RSS at rest MiB", "KiB/connection", "CPU at rest", "errors")]
     for row in rows:
         lines.append((
-            f"{row['connections']:,}", row["server"], f"{row['held']:,}", f"{row['connect_p50_ms'] or 0:.1f}",
+            f"{row['connections']:,}", row["server"], f"{row['held']:,}", figure(row["connect_p50_ms"]),
             f"{row['rss_before_mib']:.1f}", f"{row['rss_end_mib']:.1f}", f"{row['kib_per_connection']:.1f}",
             f"{row['cpu_percent']:.2f}%", ", ".join(f"{kind} {n}" for kind, n in row["errors"].items()) or "0",
         ))

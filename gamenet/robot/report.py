@@ -85,7 +85,8 @@ def to_json(run: Run) -> dict[str, Any]:
         "timeline": [
             {"second": t.second, "completed": t.completed, "errors": t.errors, "pushes": t.pushes,
              "latency_ms": _summary(t.routes.values()),
-             "routes": {route: {"completed": h.n, "latency_ms": h.summary_ms()} for route, h in sorted(t.routes.items())}}
+             "routes": {route: {"completed": h.n, "latency_ms": h.summary_ms()}
+                        for route, h in sorted(t.routes.items())}}
             for t in (run.ticks[s] for s in sorted(run.ticks))
         ],
         "warnings": run.warnings,
