@@ -13,15 +13,17 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
@@ -123,6 +125,28 @@ class Server:
         except OSError:
             return ""
         return "\n".join(text.splitlines()[-lines:])
+
+
+@contextmanager
+def running(work: Path, servers: Sequence[Server]) -> Iterator[None]:
+    """
+    Start C{servers} in order, run the block, and stop them all whatever
+    happens. The directory C{work} (their files and logs) is then removed,
+    unless a server failed: that L{ServerError} goes on, naming it.
+    """
+    failed = False
+    try:
+        for server in servers:
+            server.start()
+        yield
+    except ServerError as e:
+        failed = True
+        raise ServerError(f"{e}\n(server logs in {work})") from None
+    finally:
+        for server in servers:
+            server.stop()
+        if not failed:
+            shutil.rmtree(work, ignore_errors=True)
 
 
 class PySpy:

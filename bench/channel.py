@@ -72,8 +72,8 @@ from pathlib import Path
 from typing import Any
 
 from _common import (
-    REPO, ClusterServer, PySpy, ServerError, breakdown, call, columns, figure, free_port, machine, robot, server_cpu,
-    twistd_server, workdir, write_cluster_file,
+    REPO, ClusterServer, PySpy, ServerError, breakdown, call, columns, figure, free_port, machine, robot, running,
+    server_cpu, twistd_server, workdir, write_cluster_file,
 )
 
 SCENARIO = REPO / "bench" / "scenarios" / "channel.py"
@@ -112,7 +112,6 @@ def main() -> int:
     # SIGTERM (e.g. from timeout(1)) unwinds like Ctrl-C, so that the servers are stopped.
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     work = workdir()
-    keep_logs = False
     configs = [ClusterServer("connector-1", "connector", client_port=free_port()),
                ClusterServer("connector-2", "connector", client_port=free_port()),
                ClusterServer("area-1", "area")]
@@ -138,33 +137,25 @@ def main() -> int:
         spies = [(PySpy(options.py_spy.resolve() / f"channel-{server.name}.txt"), server) for server in servers]
     rows = []
     try:
-        area.start()
-        for connector in connectors:
-            connector.start()
-        for connector in connectors:
-            call(connector.port, "area.benchHandler.ready", transport=options.transport)
-        for size in sizes:
-            room = f"room-{size}"
-            params = {"ports": f"{connectors[0].port},{connectors[1].port}", "room": room, "members": size,
-                      "interval": options.interval}
-            report = robot(f"{scheme}://127.0.0.1:{connectors[0].port}", "--scenario", SCENARIO,
-                           "--clients", size, "--workers", options.workers,
-                           *(arg for key, value in params.items() for arg in ("--param", f"{key}={value}")),
-                           servers=servers, warmup=warmup(size), seconds=options.seconds,
-                           spies=spies if size == sizes[-1] else ())
-            timed = [push for connector in connectors
-                     for push in call(connector.port, "connector.benchStats.pushes", transport=options.transport)
-                     if push[0] == room]
-            rows.append(row(size, report, servers, timed))
+        with running(work, [area, *connectors]):
+            for connector in connectors:
+                call(connector.port, "area.benchHandler.ready", transport=options.transport)
+            for size in sizes:
+                room = f"room-{size}"
+                params = {"ports": f"{connectors[0].port},{connectors[1].port}", "room": room, "members": size,
+                          "interval": options.interval}
+                report = robot(f"{scheme}://127.0.0.1:{connectors[0].port}", "--scenario", SCENARIO,
+                               "--clients", size, "--workers", options.workers,
+                               *(arg for key, value in params.items() for arg in ("--param", f"{key}={value}")),
+                               servers=servers, warmup=warmup(size), seconds=options.seconds,
+                               spies=spies if size == sizes[-1] else ())
+                timed = [push for connector in connectors
+                         for push in call(connector.port, "connector.benchStats.pushes", transport=options.transport)
+                         if push[0] == room]
+                rows.append(row(size, report, servers, timed))
     except ServerError as e:
-        print(f"channel.py: {e}\n(server logs in {work})", file=sys.stderr)
-        keep_logs = True
+        print(f"channel.py: {e}", file=sys.stderr)
         return 2
-    finally:
-        for server in servers:
-            server.stop()
-        if not keep_logs:
-            shutil.rmtree(work, ignore_errors=True)
 
     names = [server.name for server in servers]
     print()

@@ -49,8 +49,8 @@ from pathlib import Path
 from typing import Any
 
 from _common import (
-    REPO, PySpy, Server, ServerError, breakdown, columns, figure, free_port, gamenet_server, machine, robot, summary,
-    workdir,
+    REPO, PySpy, Server, ServerError, breakdown, columns, figure, free_port, gamenet_server, machine, robot, running,
+    summary, workdir,
 )
 
 AIM_CPU = 1.25  # gamenet's CPU per request, at most this many times the bare server's
@@ -146,9 +146,7 @@ def measure(transport: str, options: argparse.Namespace) -> tuple[list[dict[str,
                     for server in (bare, gamenet)}
     scheme = "ws" if transport == "websocket" else "tcp"
     rounds: list[dict[str, Any]] = []
-    try:
-        bare.start()
-        gamenet.start()
+    with running(work, [bare, gamenet]):
         for number in range(options.rounds):
             # Alternate which server goes first, so that a drift in the machine's load favours neither.
             order = (bare, gamenet) if number % 2 == 0 else (gamenet, bare)
@@ -161,12 +159,6 @@ def measure(transport: str, options: argparse.Namespace) -> tuple[list[dict[str,
                     options.inflight, "--workers", options.workers, servers=[server], seconds=options.seconds,
                     spies=[(spy, server)] if spy else ())
             rounds.append({name: measured[name] for name in (baseline, "gamenet")})
-    except ServerError as e:
-        raise ServerError(f"{e}\n(server logs in {work})") from None
-    finally:
-        gamenet.stop()
-        bare.stop()
-    shutil.rmtree(work, ignore_errors=True)
     return rounds, [(samplers[server.name], server) for server in (bare, gamenet) if server.name in samplers]
 
 

@@ -56,8 +56,8 @@ from pathlib import Path
 from typing import Any
 
 from _common import (
-    ClusterServer, PySpy, ServerError, breakdown, call, columns, figure, free_port, machine, robot, server_cpu, summary,
-    twistd_server, workdir, write_cluster_file,
+    ClusterServer, PySpy, ServerError, breakdown, call, columns, figure, free_port, machine, robot, running, server_cpu,
+    summary, twistd_server, workdir, write_cluster_file,
 )
 
 LOCAL = "connector.echoHandler.echo"
@@ -91,7 +91,6 @@ def main() -> int:
     # SIGTERM (e.g. from timeout(1)) unwinds like Ctrl-C, so that the servers are stopped.
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     work = workdir()
-    keep_logs = False
     connector_config = ClusterServer("connector-1", "connector", client_port=free_port())
     area_config = ClusterServer("area-1", "area")
     config = work / "cluster.ini"
@@ -114,32 +113,25 @@ def main() -> int:
         options.py_spy.mkdir(parents=True, exist_ok=True)
         spies = [(PySpy(options.py_spy.resolve() / f"forward-{server.name}.txt"), server) for server in servers]
     try:
-        area.start()
-        connector.start()
-        # Both directions of the node link work once this is answered.
-        call(connector.port, "area.benchHandler.ready", transport=options.transport)
-        for number in range(1, options.rounds + 1):
-            order = (LOCAL, FORWARDED) if number % 2 else (FORWARDED, LOCAL)
-            measured = {}
-            for route in order:
-                before = call(connector.port, "connector.benchStats.get", transport=options.transport)
-                spied = spies if route == FORWARDED and number == 1 else ()
-                report = robot(url, "--route", route, *load, servers=servers, warmup=options.warmup,
-                               seconds=options.seconds, spies=spied)
-                measured[route] = row(number, route, report, servers)
-                if route == FORWARDED:
-                    after = call(connector.port, "connector.benchStats.get", transport=options.transport)
-                    batching.append(batch_counts(before, after, area.name))
-            rows += [measured[LOCAL], measured[FORWARDED]]
+        with running(work, [area, connector]):
+            # Both directions of the node link work once this is answered.
+            call(connector.port, "area.benchHandler.ready", transport=options.transport)
+            for number in range(1, options.rounds + 1):
+                order = (LOCAL, FORWARDED) if number % 2 else (FORWARDED, LOCAL)
+                measured = {}
+                for route in order:
+                    before = call(connector.port, "connector.benchStats.get", transport=options.transport)
+                    spied = spies if route == FORWARDED and number == 1 else ()
+                    report = robot(url, "--route", route, *load, servers=servers, warmup=options.warmup,
+                                   seconds=options.seconds, spies=spied)
+                    measured[route] = row(number, route, report, servers)
+                    if route == FORWARDED:
+                        after = call(connector.port, "connector.benchStats.get", transport=options.transport)
+                        batching.append(batch_counts(before, after, area.name))
+                rows += [measured[LOCAL], measured[FORWARDED]]
     except ServerError as e:
-        print(f"forward.py: {e}\n(server logs in {work})", file=sys.stderr)
-        keep_logs = True
+        print(f"forward.py: {e}", file=sys.stderr)
         return 2
-    finally:
-        for server in servers:
-            server.stop()
-        if not keep_logs:
-            shutil.rmtree(work, ignore_errors=True)
 
     names = [server.name for server in servers]
     print()

@@ -37,13 +37,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import signal
 import sys
 from pathlib import Path
 from typing import Any
 
-from _common import REPO, Server, ServerError, columns, figure, free_port, gamenet_server, machine, robot, workdir
+from _common import (
+    REPO, Server, ServerError, columns, figure, free_port, gamenet_server, machine, robot, running, workdir,
+)
 
 AIM_KIB = 30.0  # KiB of server memory per held WebSocket connection at 10,000 connections
 AIM_CPU = 5.0  # percent of a core for their heartbeats
@@ -121,16 +122,10 @@ def measure(name: str, count: int, options: argparse.Namespace) -> dict[str, Any
         server = gamenet_server(work, options.transport, heartbeat=options.heartbeat, max_connections=count + 100)
     warmup = options.warmup if options.warmup is not None else count / 250 + 5
     scheme = "ws" if options.transport == "websocket" else "tcp"
-    try:
-        server.start()
+    with running(work, [server]):
         report = robot(f"{scheme}://127.0.0.1:{server.port}", "--idle", "--clients", count, "--workers",
                        min(options.workers, count), "--timeout", 30, servers=[server], warmup=warmup,
                        seconds=options.seconds)
-    except ServerError as e:
-        raise ServerError(f"{e}\n(server logs in {work})") from None
-    finally:
-        server.stop()
-    shutil.rmtree(work, ignore_errors=True)
     rss = report["server"]["rss_kib"][str(server.pid)]
     held = report["clients"]["connected"]
     return {
