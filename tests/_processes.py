@@ -1,6 +1,7 @@
 """
 Helpers for tests that start real gamenet processes: the twistd command,
-a clean environment, and a look at processes and ports from outside.
+a clean environment, a look at processes and ports from outside, and a
+bounded wait for what they do.
 """
 
 from __future__ import annotations
@@ -8,7 +9,33 @@ from __future__ import annotations
 import os
 import socket
 import sys
-from typing import Any
+import time
+from typing import Any, Awaitable, Callable, NoReturn
+
+from twisted.internet import reactor
+from twisted.internet.task import deferLater
+
+
+async def eventually(attempt: Callable[[], Awaitable[Any]], timeout: float, what: str,
+                     fail: Callable[[str], NoReturn], interval: float) -> Any:
+    """
+    Run C{attempt()} every C{interval} seconds until it returns a true value
+    without raising, and return that value; after C{timeout} seconds, call
+    C{fail} with a message naming C{what} and the last problem.
+    """
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while True:
+        try:
+            value = await attempt()
+            if value:
+                return value
+            last = value
+        except Exception as e:
+            last = e
+        if time.monotonic() > deadline:
+            fail(f"timed out after {timeout:g}s waiting for {what}; last: {last!r}")
+        await deferLater(reactor, interval, lambda: None)
 
 
 def twistd_command() -> list[str]:

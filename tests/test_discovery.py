@@ -43,7 +43,7 @@ from gamenet.testing import (
     start_server,
 )
 
-from ._processes import accepts, environ, is_error, process_table, twistd_command
+from ._processes import accepts, environ, eventually, is_error, process_table, twistd_command
 
 POLL = 0.02
 WAIT = 15.0  # the longest any wait may take before the test fails
@@ -170,19 +170,7 @@ class DiscoveryTestCase(TestCase):
         return time.monotonic() - start
 
     async def eventually(self, attempt: Callable[[], Awaitable[Any]], what: str, timeout: float = WAIT) -> Any:
-        deadline = time.monotonic() + timeout
-        last: Any = None
-        while True:
-            try:
-                value = await attempt()
-                if value:
-                    return value
-                last = value
-            except Exception as e:
-                last = e
-            if time.monotonic() > deadline:
-                self.fail(f"timed out after {timeout:g}s waiting for {what}; last: {last!r}")
-            await self.sleep(0.05)
+        return await eventually(attempt, timeout, what, self.fail, 0.05)
 
     @staticmethod
     def knows(app: Any, *ids: str) -> bool:

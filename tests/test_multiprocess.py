@@ -20,7 +20,7 @@ import signal
 import subprocess
 import time
 import zlib
-from typing import Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable, NoReturn
 
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred, gatherResults
@@ -30,7 +30,7 @@ from twisted.trial.unittest import TestCase
 from gamenet.client import Client
 from gamenet.testing import free_ports
 
-from ._processes import accepts, alive, environ, is_error, process_table, twistd_command
+from ._processes import accepts, alive, environ, eventually, is_error, process_table, twistd_command
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SECRET = "multiprocess-secret"
@@ -169,7 +169,7 @@ class ClusterTestCase(TestCase):
 
     # Waiting
 
-    def fail_with_log(self, text: str) -> None:
+    def fail_with_log(self, text: str) -> NoReturn:
         self.fail(f"{text}\n--- master log ---\n{self.log()[-20000:]}")
 
     async def sleep(self, seconds: float = POLL) -> None:
@@ -191,21 +191,9 @@ class ClusterTestCase(TestCase):
     async def eventually(self, attempt: Callable[[], Awaitable[Any]], timeout: float, what: str) -> Any:
         """
         Run C{attempt()} until it returns a true value without raising; fail
-        after C{timeout} seconds with the last problem.
+        after C{timeout} seconds with the last problem and the master's log.
         """
-        deadline = time.monotonic() + timeout
-        last: Any = None
-        while True:
-            try:
-                value = await attempt()
-                if value:
-                    return value
-                last = value
-            except Exception as e:
-                last = e
-            if time.monotonic() > deadline:
-                self.fail_with_log(f"timed out after {timeout:g}s waiting for {what}; last: {last!r}")
-            await self.sleep(0.1)
+        return await eventually(attempt, timeout, what, self.fail_with_log, 0.1)
 
     async def wait_ready(self) -> None:
         """
