@@ -263,11 +263,24 @@ class Client:
 
     def close(self) -> Deferred[str]:
         """
-        Close the connection; fires with the reason once closed.
+        Close the connection (if it is not closed yet).
+
+        @return: a Deferred of its own firing with the reason once closed: a
+            timeout on it (C{close().addTimeout(...)}) or its cancellation
+            leaves C{closed} alone.
         """
         self._open = False
-        self._lose()
-        return self.closed
+        if not self.closed.called:
+            self._lose()
+        done: Deferred[str] = Deferred()
+
+        def fire(reason: str) -> str:
+            if not done.called:
+                done.callback(reason)
+            return reason
+
+        self.closed.addCallback(fire)
+        return done
 
 
 async def _raise(error: Exception) -> Any:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 
 from twisted.internet import reactor
-from twisted.internet.defer import Deferred, DeferredList
+from twisted.internet.defer import DeferredList
 from twisted.internet.task import deferLater
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
@@ -344,12 +344,7 @@ class LoopbackChatTests(TestCase):
         return client
 
     async def close(self, client):
-        if not client.closed.called:
-            client.close()
-        d = Deferred()
-        client.closed.addBoth(lambda reason: d.callback(None) if not d.called else None)
-        d.addTimeout(WAIT, reactor)
-        await d
+        await client.close().addTimeout(WAIT, reactor)
 
     async def enter(self, user, transport, key=None):
         """

@@ -93,3 +93,34 @@ class MaskedFrameTests(SynchronousTestCase):
         source = inspect.getsource(WebSocketProtocol.onMessageEnd)
         self.assertIn("self.message_data", source)
         self.assertIn("self.failedByMe", source)
+
+
+class CloseTests(SynchronousTestCase):
+    """
+    L{Client.close} returns a Deferred of its own.
+    """
+
+    def test_timeoutLeavesClosedAlone(self):
+        """
+        Cancelling what C{close()} returned (as a timeout does) does not
+        cancel C{closed}, which fires when the connection is gone; closing
+        again does not close the transport twice and fires with the reason.
+        """
+        from twisted.internet.defer import CancelledError
+        from twisted.internet.task import Clock
+
+        from gamenet.client import Client
+
+        client = Client(Clock())
+        client._ready.addErrback(lambda failure: None)  # the handshake never came
+        lost = []
+        client._connected(lambda data: None, lambda: lost.append(True))
+        closing = client.close()
+        self.assertEqual(lost, [True])
+        closing.cancel()
+        self.failureResultOf(closing, CancelledError)
+        self.assertNoResult(client.closed)
+        client._lost("gone")
+        self.assertEqual(self.successResultOf(client.close()), "gone")
+        self.assertEqual(lost, [True])
+        self.assertEqual(self.successResultOf(client.closed), "gone")

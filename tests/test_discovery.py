@@ -23,7 +23,6 @@ from typing import Any, Awaitable, Callable
 
 import attrs
 from twisted.internet import reactor
-from twisted.internet.defer import Deferred
 from twisted.internet.task import deferLater
 from twisted.logger import globalLogPublisher
 from twisted.trial.unittest import TestCase
@@ -193,10 +192,8 @@ class DiscoveryTestCase(TestCase):
         return client
 
     async def close(self, client: Client) -> None:
-        if not client.closed.called:
-            client.close()
         try:
-            await Deferred.fromCoroutine(_await(client.closed)).addTimeout(5, reactor)
+            await client.close().addTimeout(5, reactor)
         except Exception:
             pass
 
@@ -225,10 +222,6 @@ class DiscoveryTestCase(TestCase):
         from twisted.logger import formatEvent
 
         return [formatEvent(e) for e in self.log_events if text in (e.get("log_format") or "")]
-
-
-async def _await(d: Deferred[Any]) -> Any:
-    return await d
 
 
 def abandon(discovery: RedisDiscovery) -> None:

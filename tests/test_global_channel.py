@@ -526,12 +526,7 @@ class LoopbackTests(TestCase):
         await gatherResults([app.global_channels.close() for app in self.apps.values()])
 
     async def close(self, client):
-        if not client.closed.called:
-            client.close()
-        d = Deferred()
-        client.closed.addBoth(lambda reason: d.callback(None) if not d.called else None)
-        d.addTimeout(WAIT, reactor)
-        await d
+        await client.close().addTimeout(WAIT, reactor)
 
     async def test_pushFromOtherBackend(self):
         """

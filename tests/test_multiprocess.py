@@ -239,10 +239,8 @@ class ClusterTestCase(TestCase):
         return await client.request(route, msg).addTimeout(timeout, reactor)
 
     async def close(self, client: Client) -> None:
-        if not client.closed.called:
-            client.close()
         try:
-            await Deferred.fromCoroutine(_await(client.closed)).addTimeout(5, reactor)
+            await client.close().addTimeout(5, reactor)
         except Exception:
             pass
 
@@ -251,10 +249,6 @@ class ClusterTestCase(TestCase):
 
     def close_clients(self) -> Deferred[Any]:
         return Deferred.fromCoroutine(self.close_all())
-
-
-async def _await(d: Deferred[Any]) -> Any:
-    return await d
 
 
 class MultiProcessTests(ClusterTestCase):

@@ -281,9 +281,7 @@ class RedisClusterTests(RedisTestCase):
         return client
 
     async def close(self, client):
-        if not client.closed.called:
-            client.close()
-        await client.closed
+        await client.close()
 
     def key(self, uid):
         return f"gamenet:test:session:{uid}"

@@ -236,15 +236,10 @@ class Context:
         Close a connection (not counted as an error) and wait until it is closed.
         """
         client._robot_closing = True  # type: ignore[attr-defined]
-        if not client.closed.called:
-            d: Deferred[None] = Deferred()
-            client.closed.addBoth(lambda r: d.callback(None) if not d.called else None)
-            client.close()
-            d.addTimeout(5.0, self.reactor)
-            try:
-                await d
-            except Exception:
-                pass
+        try:
+            await client.close().addTimeout(5.0, self.reactor)
+        except Exception:
+            pass
 
     def request(self, client: Client, route: str, body: Any = None) -> Deferred[Any]:
         """
