@@ -7,13 +7,29 @@ bounded wait for what they do.
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import sys
 import time
-from typing import Any, Awaitable, Callable, NoReturn
+from typing import Any, Awaitable, Callable, Iterable, NoReturn
 
 from twisted.internet import reactor
 from twisted.internet.task import deferLater
+
+
+def kill_leftovers(ours: Callable[[], Iterable[int]], poll: float, grace: float = 5.0) -> None:
+    """
+    Give the processes C{ours()} lists C{grace} seconds to end on their own,
+    then SIGKILL those still there (a test ends only processes it started).
+    """
+    deadline = time.monotonic() + grace
+    while ours() and time.monotonic() < deadline:
+        time.sleep(poll)
+    for pid in ours():
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
 
 
 async def eventually(attempt: Callable[[], Awaitable[Any]], timeout: float, what: str,

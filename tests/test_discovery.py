@@ -42,7 +42,7 @@ from gamenet.testing import (
     start_server,
 )
 
-from ._processes import accepts, environ, eventually, is_error, process_table, twistd_command
+from ._processes import accepts, environ, eventually, is_error, kill_leftovers, process_table, twistd_command
 
 POLL = 0.02
 WAIT = 15.0  # the longest any wait may take before the test fails
@@ -588,14 +588,7 @@ class MultiProcessDiscoveryTests(DiscoveryTestCase):
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait(5)
-        deadline = time.monotonic() + 5
-        while self.ours() and time.monotonic() < deadline:
-            time.sleep(POLL)
-        for pid in self.ours():
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except OSError:
-                pass
+        kill_leftovers(self.ours, POLL)
 
     def logs(self) -> str:
         text = ""

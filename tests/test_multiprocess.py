@@ -30,7 +30,9 @@ from twisted.trial.unittest import TestCase
 from gamenet.client import Client
 from gamenet.testing import free_ports
 
-from ._processes import accepts, alive, environ, eventually, is_error, process_table, twistd_command
+from ._processes import (
+    accepts, alive, environ, eventually, is_error, kill_leftovers, process_table, twistd_command,
+)
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SECRET = "multiprocess-secret"
@@ -158,14 +160,7 @@ class ClusterTestCase(TestCase):
             except subprocess.TimeoutExpired:
                 self.master.kill()
                 self.master.wait(STOP_TIMEOUT)
-        deadline = time.monotonic() + 5
-        while self.ours() and time.monotonic() < deadline:
-            time.sleep(POLL)
-        for pid in self.ours():
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except OSError:
-                pass
+        kill_leftovers(self.ours, POLL)
 
     # Waiting
 
