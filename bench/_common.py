@@ -245,13 +245,15 @@ def workdir() -> Path:
 @dataclass
 class ClusterServer:
     """
-    One server of a generated cluster file: a frontend when it has a C{client_port}.
+    One server of a generated cluster file: a frontend when it has a C{client_port};
+    serving C{/metrics} when it has a C{metrics_port}.
     """
 
     id: str
     type: str
     node_port: int = field(default_factory=free_port)
     client_port: int = 0
+    metrics_port: int = 0
 
     @property
     def frontend(self) -> bool:
@@ -293,6 +295,8 @@ def write_cluster_file(path: Path, servers: Sequence[ClusterServer], transport: 
                   f"node_port = {server.node_port}"]
         if server.frontend:
             lines += ["frontend = true", f"client_port = {server.client_port}"]
+        if server.metrics_port:
+            lines.append(f"metrics_port = {server.metrics_port}")
         lines.append("")
     path.write_text("\n".join(lines))
 
@@ -317,17 +321,22 @@ def twistd_server(work: Path, config: Path, server: ClusterServer, profile: Path
     return Server(server.id, argv, server.client_port or server.node_port, work, {**ENV, **environment})
 
 
-def gamenet_server(work: Path, transport: str, profile: Path | None = None, **frontend: Any) -> Server:
+def gamenet_server(work: Path, transport: str, profile: Path | None = None, metrics_port: int = 0,
+                   name: str = "", **frontend: Any) -> Server:
     """
     C{twistd -n gamenet} running C{connector-1} of a generated cluster file
     (the chat example's plugins, so C{connector.echoHandler.echo}), under
-    cProfile when C{profile} is given; C{frontend}: more C{[frontend]} keys.
+    cProfile when C{profile} is given, with metrics on when C{metrics_port}
+    is given (the server is then named C{gamenet+metrics}, unless C{name}
+    is given); C{frontend}: more C{[frontend]} keys.
     """
-    server = ClusterServer("connector-1", "connector", client_port=free_port())
-    config = work / "cluster.ini"
+    name = name or ("gamenet+metrics" if metrics_port else "gamenet")
+    server = ClusterServer("connector-1", "connector", client_port=free_port(), metrics_port=metrics_port)
+    config = work / f"{name}.ini"
     write_cluster_file(config, [server], transport, ("examples.chat.plugins",), (REPO,), **frontend)
     process = twistd_server(work, config, server, profile)
-    process.name = "gamenet"
+    process.name = name
+    process.log_path = work / f"{name}.log"
     return process
 
 

@@ -3,7 +3,7 @@ Echo benchmark: gamenet's frontend-local echo against a bare Twisted (+ Autobahn
 
     .venv/bin/python bench/echo.py [--transport websocket|tcp|both] [--clients 100]
         [--inflight 10] [--seconds 10] [--workers 2] [--rounds 1] [--json FILE]
-        [--profile FILE] [--py-spy DIR]
+        [--profile FILE] [--py-spy DIR] [--metrics | --protobuf]
 
 For each transport (both by default, WebSocket first), starts two servers on
 free loopback ports, each in its own process:
@@ -27,6 +27,16 @@ server's CPU time per request (user + system, from /proc, over the measured
 window only), its CPU use and the robot's (100% is one core), latency
 percentiles, errors and peak RSS; then the gamenet/bare ratios, the median
 over the rounds.
+
+C{--metrics} measures the cost of counting instead: gamenet with metrics on
+(a C{metrics_port}; named C{gamenet+metrics}) against the same gamenet with
+them off, in place of the bare server, and checks after each round that the
+server counted every request (one scrape of C{/metrics}).
+
+C{--protobuf} measures protobuf bodies instead: gamenet with a C{protos_dir}
+whose schemas cover the echo route both ways (named C{gamenet+protobuf}; the
+robot's clients then send and check protobuf) against the same gamenet with
+JSON bodies, in place of the bare server.
 
 C{--profile} runs gamenet under cProfile (the last transport's server keeps
 the file); C{--py-spy} samples both servers in the first round and splits
@@ -55,7 +65,9 @@ from _common import (
 
 AIM_CPU = 1.25  # gamenet's CPU per request, at most this many times the bare server's
 AIM_RATE = 0.8  # gamenet's rate, at least this share of the bare server's
+AIM_METRICS_CPU = 1.05  # gamenet's CPU per request with metrics on, at most this many times with them off
 BODY = {"text": "hello, world", "n": 42}
+ECHO_PROTO = {"connector.echoHandler.echo": {"required string text": 1, "required uInt32 n": 2}}
 BASELINES = {"websocket": "bare Autobahn", "tcp": "bare Twisted"}
 
 
@@ -74,6 +86,11 @@ def main() -> int:
     parser.add_argument("--py-spy", type=Path, metavar="DIR",
                         help="sample each server with py-spy (on PATH) over the first round's window, "
                              "write the collapsed stacks to DIR and print where the CPU time went")
+    modes = parser.add_mutually_exclusive_group()
+    modes.add_argument("--metrics", action="store_true",
+                       help="measure gamenet with metrics on against gamenet with them off, not the bare server")
+    modes.add_argument("--protobuf", action="store_true",
+                       help="measure gamenet with protobuf bodies against gamenet with JSON, not the bare server")
     options = parser.parse_args()
     if options.py_spy and not shutil.which("py-spy"):
         parser.error("--py-spy needs py-spy on PATH (pip install py-spy)")
@@ -94,26 +111,34 @@ def main() -> int:
         except ServerError as e:
             print(f"echo.py: {e}", file=sys.stderr)
             return 2
-        baseline = BASELINES[transport]
+        baseline, subject = pair(transport, options)
         if any(not report["completed"] for r in rounds for report in r.values()):
             print(table(rounds, transport), f"\necho.py: a run completed no request over {transport}", file=sys.stderr)
             return 1
-        cpu = [r["gamenet"]["server"]["cpu_us_per_request"] / r[baseline]["server"]["cpu_us_per_request"]
+        cpu = [r[subject]["server"]["cpu_us_per_request"] / r[baseline]["server"]["cpu_us_per_request"]
                for r in rounds]
-        rate = [r["gamenet"]["requests_per_second"] / r[baseline]["requests_per_second"] for r in rounds]
+        rate = [r[subject]["requests_per_second"] / r[baseline]["requests_per_second"] for r in rounds]
         print()
         print(table(rounds, transport))
         print()
-        print(f"gamenet / {baseline}: CPU per request {summary(cpu)} (aim <= {AIM_CPU}x), "
-              f"rate {summary(rate)} (aim >= {AIM_RATE}x)")
+        if options.metrics:
+            aims = {"cpu_ratio_at_most": AIM_METRICS_CPU}
+            print(f"gamenet with metrics / without: CPU per request {summary(cpu)} (aim <= {AIM_METRICS_CPU}x), "
+                  f"rate {summary(rate)}")
+        elif options.protobuf:
+            aims = {}  # a cost to know, not a bar: pure-Python protobuf against C JSON
+            print(f"gamenet with protobuf bodies / JSON: CPU per request {summary(cpu)}, rate {summary(rate)}")
+        else:
+            aims = {"cpu_ratio_at_most": AIM_CPU, "rate_ratio_at_least": AIM_RATE}
+            print(f"gamenet / {baseline}: CPU per request {summary(cpu)} (aim <= {AIM_CPU}x), "
+                  f"rate {summary(rate)} (aim >= {AIM_RATE}x)")
         if spies:
             print()
             print(breakdown("CPU us per request (py-spy, round 1)", spies,
                             {name: report["server"]["cpu_us_per_request"] for name, report in rounds[0].items()}))
         document["transports"][transport] = {
-            "baseline": baseline, "rows": rows(rounds),
-            "cpu_ratio": statistics.median(cpu), "rate_ratio": statistics.median(rate),
-            "aims": {"cpu_ratio_at_most": AIM_CPU, "rate_ratio_at_least": AIM_RATE},
+            "baseline": baseline, "subject": subject, "rows": rows(rounds),
+            "cpu_ratio": statistics.median(cpu), "rate_ratio": statistics.median(rate), "aims": aims,
         }
         failed = failed or any(report["error_count"] for r in rounds for report in r.values())
     if options.json:
@@ -126,30 +151,54 @@ def main() -> int:
     return 1 if failed else 0
 
 
+def pair(transport: str, options: argparse.Namespace) -> tuple[str, str]:
+    """
+    The names of the baseline and of the server compared with it.
+    """
+    if options.metrics:
+        return "gamenet", "gamenet+metrics"
+    if options.protobuf:
+        return "gamenet", "gamenet+protobuf"
+    return BASELINES[transport], "gamenet"
+
+
 def measure(transport: str, options: argparse.Namespace) -> tuple[list[dict[str, Any]], list[tuple[PySpy, Server]]]:
     """
-    Start the bare server and gamenet for C{transport}, run the rounds, stop them.
+    Start the baseline (the bare server, or gamenet with metrics off) and
+    gamenet for C{transport}, run the rounds, stop them.
 
     @return: each round's robot reports by server name, and the py-spy samplers of round 1 with their servers.
     @raise ServerError: a server did not start or died (its log is kept and named).
     """
     work = workdir()
-    bare_port = free_port()
-    baseline = BASELINES[transport]
-    bare = Server(baseline, [sys.executable, str(REPO / "bench" / "bare_echo.py"), "--port", str(bare_port),
-                             "--transport", transport], bare_port, work)
-    gamenet = gamenet_server(work, transport, options.profile.resolve() if options.profile else None)
+    baseline, subject = pair(transport, options)
+    profile = options.profile.resolve() if options.profile else None
+    metrics_port = free_port() if options.metrics else 0
+    if options.metrics or options.protobuf:
+        base = gamenet_server(work, transport)
+    else:
+        bare_port = free_port()
+        base = Server(baseline, [sys.executable, str(REPO / "bench" / "bare_echo.py"), "--port", str(bare_port),
+                                 "--transport", transport], bare_port, work)
+    if options.protobuf:
+        protos = work / "protos"
+        protos.mkdir(exist_ok=True)
+        for name in ("clientProtos.json", "serverProtos.json"):
+            (protos / name).write_text(json.dumps(ECHO_PROTO))
+        gamenet = gamenet_server(work, transport, profile, name=subject, protos_dir=str(protos))
+    else:
+        gamenet = gamenet_server(work, transport, profile, metrics_port)
     samplers = {}
     if options.py_spy:
         options.py_spy.mkdir(parents=True, exist_ok=True)
         samplers = {server.name: PySpy(options.py_spy.resolve() / f"{transport}-{server.name.replace(' ', '-')}.txt")
-                    for server in (bare, gamenet)}
+                    for server in (base, gamenet)}
     scheme = "ws" if transport == "websocket" else "tcp"
     rounds: list[dict[str, Any]] = []
-    with running(work, [bare, gamenet]):
+    with running(work, [base, gamenet]):
         for number in range(options.rounds):
             # Alternate which server goes first, so that a drift in the machine's load favours neither.
-            order = (bare, gamenet) if number % 2 == 0 else (gamenet, bare)
+            order = (base, gamenet) if number % 2 == 0 else (gamenet, base)
             measured = {}
             for server in order:
                 spy = samplers.get(server.name) if number == 0 else None
@@ -158,8 +207,33 @@ def measure(transport: str, options: argparse.Namespace) -> tuple[list[dict[str,
                     "--body", json.dumps(BODY), "--echo", "--clients", options.clients, "--inflight",
                     options.inflight, "--workers", options.workers, servers=[server], seconds=options.seconds,
                     spies=[(spy, server)] if spy else ())
-            rounds.append({name: measured[name] for name in (baseline, "gamenet")})
-    return rounds, [(samplers[server.name], server) for server in (bare, gamenet) if server.name in samplers]
+            if metrics_port:
+                check_counted(metrics_port, measured[subject])
+            rounds.append({name: measured[name] for name in (baseline, subject)})
+    return rounds, [(samplers[server.name], server) for server in (base, gamenet) if server.name in samplers]
+
+
+def check_counted(port: int, report: dict[str, Any]) -> None:
+    """
+    Scrape C{/metrics} on C{port} and check that the echo route's request
+    count covers the robot's answered requests.
+
+    @raise ServerError: it does not (the metrics were not on, or miscounted).
+    """
+    from urllib.request import urlopen
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+        text = response.read().decode("utf-8")
+    counted = sum(sample.value for family in text_string_to_metric_families(text) for sample in family.samples
+                  if sample.name == "gamenet_requests_total"
+                  and sample.labels.get("route") == "connector.echoHandler.echo")
+    if counted < report["completed"]:
+        raise ServerError(f"gamenet+metrics counted {counted:.0f} echo requests, fewer than the "
+                          f"{report['completed']} answered")
+    print(f"gamenet+metrics counted {counted:,.0f} echo requests in all (the robot had {report['completed']:,} "
+          "answered in the window)", file=sys.stderr)
 
 
 def rows(rounds: list[dict[str, Any]]) -> list[dict[str, Any]]:

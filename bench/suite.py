@@ -8,6 +8,10 @@ loopback ports, and runs the load robot against them):
 
 - C{echo.py --rounds 3}: frontend-local echo over WebSocket and over TCP
   against the bare Autobahn and bare Twisted echo servers;
+- C{echo.py --metrics --rounds 3} (C{metrics}): the same echo with metrics on
+  against metrics off;
+- C{echo.py --protobuf --rounds 3} (C{protobuf}): the same echo with
+  protobuf bodies against JSON;
 - C{forward.py --rounds 3}: forwarded echo against frontend-local echo;
 - C{channel.py}: channel pushes to rooms of 10, 100 and 1,000 members over two connectors;
 - C{idle.py}: 1,000 and 10,000 idle WebSocket connections held with
@@ -45,6 +49,8 @@ HERE = Path(__file__).resolve().parent
 # Each benchmark of the suite: the script it runs and the script's options.
 FULL = {
     "echo": ("echo", ["--rounds", "3"]),
+    "metrics": ("echo", ["--metrics", "--rounds", "3"]),
+    "protobuf": ("echo", ["--protobuf", "--rounds", "3"]),
     "forward": ("forward", ["--rounds", "3"]),
     "channel": ("channel", []),
     "idle": ("idle", []),
@@ -53,6 +59,8 @@ FULL = {
 }
 QUICK = {
     "echo": ("echo", ["--rounds", "1", "--seconds", "3", "--clients", "20"]),
+    "metrics": ("echo", ["--metrics", "--rounds", "1", "--seconds", "3", "--clients", "20"]),
+    "protobuf": ("echo", ["--protobuf", "--rounds", "1", "--seconds", "3", "--clients", "20"]),
     "forward": ("forward", ["--rounds", "1", "--seconds", "3", "--clients", "20"]),
     "channel": ("channel", ["--rooms", "10,100", "--seconds", "3"]),
     "idle": ("idle", ["--connections", "1000", "--seconds", "5"]),
@@ -127,7 +135,7 @@ def targets(out: Path, names: list[str]) -> list[str]:
     One line per target of issue 6 whose benchmark ran: the figure, the aim, met or missed.
     """
     checks: dict[str, Callable[[Any], list[str]]] = {
-        "echo": _echo, "forward": _forward, "channel": _channel, "idle": _idle, "idle-10s": _idle,
+        "echo": _echo, "metrics": _metrics, "protobuf": _protobuf, "forward": _forward, "channel": _channel, "idle": _idle, "idle-10s": _idle,
     }
     lines = []
     for name in names:
@@ -147,6 +155,20 @@ def _echo(document: dict[str, Any]) -> list[str]:
                      f"rate {t['rate_ratio']:.2f}x (aim >= {aims['rate_ratio_at_least']}x): "
                      f"{_verdict(t['rate_ratio'] >= aims['rate_ratio_at_least'])}")
     return lines
+
+
+def _metrics(document: dict[str, Any]) -> list[str]:
+    lines = []
+    for transport, t in document["transports"].items():
+        aim = t["aims"]["cpu_ratio_at_most"]
+        lines.append(f"metrics on/off, echo {transport}: CPU per request {t['cpu_ratio']:.2f}x "
+                     f"(aim <= {aim}x): {_verdict(t['cpu_ratio'] <= aim)}")
+    return lines
+
+
+def _protobuf(document: dict[str, Any]) -> list[str]:
+    return [f"protobuf/JSON bodies, echo {transport}: CPU per request {t['cpu_ratio']:.2f}x, rate "
+            f"{t['rate_ratio']:.2f}x (measured, no aim)" for transport, t in document["transports"].items()]
 
 
 def _forward(document: dict[str, Any]) -> list[str]:

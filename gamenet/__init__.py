@@ -11,6 +11,7 @@ from .component import (
     Remote,
     configure,
     controller,
+    cron_handler,
     handler,
     remote,
     route_handler,
@@ -22,6 +23,7 @@ from .dispatch import Request
 from .errors import BadRequest, GamenetError, Refused, RouteNotFound, Timeout, Unavailable
 from .global_channel import GlobalChannel, GlobalChannelService
 from .hooks import DROP
+from .http import http_controller, http_handler, http_hook, http_object
 from .interfaces import (
     IComponent,
     IFilter,
@@ -70,7 +72,12 @@ __all__ = [
     "Unavailable",
     "configure",
     "controller",
+    "cron_handler",
     "handler",
+    "http_controller",
+    "http_handler",
+    "http_hook",
+    "http_object",
     "remote",
     "route_handler",
     "session_learner",

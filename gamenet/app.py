@@ -11,22 +11,29 @@ from twisted.application.service import MultiService, Service
 from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.logger import Logger
 
+from ._pomelo import RESERVED, PomeloApplication
 from ._settle import settle
 from .channel import ChannelService
 from .cluster import BackendSessionService, ClusterNode
 from .cluster.registry import ServerRegistry
-from .component import CONFIGURE, HANDLER, REMOTE, SESSION_LEARNER, STORAGE, Bound
+from .cluster.routing import router
+from .component import CONFIGURE, HANDLER, HTTP, REMOTE, SESSION_LEARNER, STORAGE, Bound
 from .config import ClusterConfig, ServerConfig
 from .connector import ClientListener, Frontend
 from .connector.web import WebListener
+from .cron import attach as attach_crons
 from .dispatch import Dispatcher
 from .global_channel import GlobalChannelService
 from .hooks import HookRegistry
-from .interfaces import IRegistration, ISessionLearner, IStorageHandler
+from .http import attach as attach_http
+from .interfaces import IRegistration, ISessionLearner
+from .metrics import attach as attach_metrics
 from .protocol.routes import RouteDictionary
 from .session import SessionService
 from .session.keeper import SettingsKeeper
-from .storage import shared_memory_storage
+from .transaction import attach as attach_transactions
+from .storage import choose_storage
+from .storage.blocked import block_store
 
 log = Logger()
 
@@ -36,9 +43,10 @@ def _matches(value: str, pattern: str | None) -> bool:
     return pattern is None or pattern in ("all", "*") or value in pattern.split("|")
 
 
-class Application(MultiService):
+class Application(PomeloApplication, MultiService):
     """
-    One gamenet server (Pomelo's C{app}, in Python names).
+    One gamenet server (Pomelo's C{app}, in Python names; the calls that are
+    only Pomelo's other names for what it has are in L{PomeloApplication}).
 
     @ivar cluster: the whole cluster file.
     @ivar registry: the servers this server knows now (see L{servers}).
@@ -51,6 +59,10 @@ class Application(MultiService):
     @ivar components: every component made for this server.
     @ivar node: this server's L{ClusterNode}: node port, links, forwarding.
     @ivar channels: this server's L{ChannelService}.
+    @ivar metrics: what this server counts, and its C{/metrics} (see L{gamenet.metrics}).
+    @ivar http: its HTTP routes, served on its C{http_port} (see L{gamenet.http}).
+    @ivar crons: its scheduled jobs (see L{gamenet.cron}).
+    @ivar transactions: its transactions and their log (see L{gamenet.transaction}).
     """
 
     def __init__(
@@ -101,6 +113,10 @@ class Application(MultiService):
         self.channels = ChannelService(self)
         self.node = ClusterNode(self, node_connect, use_master)
         self.node.setServiceParent(self)
+        self.metrics = attach_metrics(self)
+        self.http = attach_http(self)
+        self.crons = attach_crons(self)
+        self.transactions = attach_transactions(self)
         if self.server.frontend:
             self.dispatcher.fallback = self.node.forwarder
 
@@ -168,26 +184,23 @@ class Application(MultiService):
         """
         self.registry.replace([*servers, *([] if any(s.id == self.server_id for s in servers) else [self.server])])
 
-    @property
-    def is_frontend(self) -> bool:
+    def add_crons(self, crons: list[Any]) -> Any:
         """
-        Whether clients connect to this server.
+        Pomelo's C{addCrons}: schedule cron records at run time (see L{gamenet.cron.CronService.add}).
         """
-        return self.server.frontend
+        return self.crons.add(crons)
 
-    @property
-    def is_backend(self) -> bool:
+    def remove_crons(self, crons: list[Any]) -> list[str]:
         """
-        Whether this server only serves other servers.
+        Pomelo's C{removeCrons}: cancel crons by id (see L{gamenet.cron.CronService.remove}).
         """
-        return not self.server.frontend
+        return self.crons.remove(crons)
 
-    @property
-    def session_service(self) -> SessionService | None:
+    def transaction(self, name: str, conditions: Any, handlers: Any, retry: int = 1) -> Deferred[Any]:
         """
-        Pomelo's name for L{sessions}.
+        Pomelo's C{transaction}: run and log one (see L{gamenet.transaction.Transactions.run}).
         """
-        return self.sessions
+        return self.transactions.run(name, conditions, handlers, retry)
 
     @property
     def rpc(self) -> Any:
@@ -204,15 +217,6 @@ class Application(MultiService):
         """
         return self.node.backend_sessions
 
-    backend_session_service = backend_sessions
-
-    @property
-    def channel_service(self) -> ChannelService:
-        """
-        Pomelo's name for L{channels}.
-        """
-        return self.channels
-
     @cached_property
     def global_channels(self) -> GlobalChannelService:
         """
@@ -222,17 +226,18 @@ class Application(MultiService):
         """
         return GlobalChannelService(self)
 
-    def rpc_before(self, fn: Callable[..., Any], pattern: str = "*") -> Application:
+    def rpc_before(self, filter: Any, pattern: str = "*") -> Application:
         """
-        An RPC filter run before each outgoing C{app.rpc} call (see L{gamenet.hooks}).
+        An RPC filter run before each outgoing C{app.rpc} call (see
+        L{gamenet.hooks}): a function of the L{RpcCall}, or an object's C{before}.
         """
-        return self.hook("rpc_before", pattern, fn)
+        return self.hook("rpc_before", pattern, getattr(filter, "before", filter))
 
-    def rpc_after(self, fn: Callable[..., Any], pattern: str = "*") -> Application:
+    def rpc_after(self, filter: Any, pattern: str = "*") -> Application:
         """
-        An RPC filter run after each outgoing C{app.rpc} call.
+        An RPC filter run after each outgoing C{app.rpc} call: a function, or an object's C{after}.
         """
-        return self.hook("rpc_after", pattern, fn)
+        return self.hook("rpc_after", pattern, getattr(filter, "after", filter))
 
     # Settings
 
@@ -245,9 +250,13 @@ class Application(MultiService):
 
     def get(self, key: str, default: Any = None) -> Any:
         """
-        A setting, or C{default}.
+        A setting, else one of Pomelo's reserved keys (C{serverId},
+        C{sessionService}... see L{gamenet._pomelo.RESERVED}), else C{default}.
         """
-        return self._settings.get(key, default)
+        if key in self._settings:
+            return self._settings[key]
+        reserved = RESERVED.get(key)
+        return reserved(self) if reserved is not None else default
 
     def enable(self, key: str) -> Application:
         """
@@ -273,11 +282,19 @@ class Application(MultiService):
         """
         return not self.enabled(key)
 
-    def configure(self, env: str | None, server_type: str | None, fn: Callable[[Application], Any]) -> Application:
+    def configure(self, *args: Any) -> Application:
         """
-        Call C{fn(app)} now when this server's environment and type match;
-        either may be C{None} or C{"all"}, or name several as C{"a|b"}.
+        Call C{fn(app)} now when this server's environment and type match,
+        as Pomelo's C{configure(fn)}, C{configure(env, fn)} and
+        C{configure(env, server_type, fn)}; either may be C{None}, C{"all"}
+        or C{"*"}, or name several as C{"production|development"}.
+
+        @raise TypeError: not one to three arguments ending with a function.
         """
+        if not 1 <= len(args) <= 3 or not callable(args[-1]):
+            raise TypeError("configure takes ([env, [server_type,]] fn), fn last")
+        *match, fn = args
+        env, server_type = (*match, None, None)[:2]
         if _matches(self.env, env) and _matches(self.server_type, server_type or None):
             fn(self)
         return self
@@ -310,7 +327,7 @@ class Application(MultiService):
         for registration in self._registrations:
             if registration.kind in (CONFIGURE, STORAGE) or registration.server_type not in (self.server_type, None):
                 continue
-            bound = registration.bind(self)
+            bound = self.http.add(registration) if registration.kind == HTTP else registration.bind(self)
             self.components.append(bound)
             if registration.kind == HANDLER:
                 for method, function in bound.methods.items():
@@ -399,9 +416,13 @@ class Application(MultiService):
 
     def route(self, server_type: str, fn: Callable[..., Any]) -> Application:
         """
-        Set the function that picks the server of C{server_type} for a call.
+        Set the function that picks the server of C{server_type} for a call:
+        C{fn(route_param, servers)}, C{fn(session, route, body, servers_by_id)}
+        or an L{IRouter} (see L{gamenet.cluster.routing.router}).
+
+        @raise TypeError: C{fn} has neither shape.
         """
-        self.routers[server_type] = fn
+        self.routers[server_type] = router(fn)
         return self
 
     # Lifecycle and events
@@ -458,6 +479,7 @@ class Application(MultiService):
             return
         self._prepared = True
         self.dictionary = RouteDictionary.build(self._handler_routes(), self.cluster.extra_routes)
+        self.dispatcher.known_routes = self.dictionary.route_to_code
         self._make_components()
         if self.sessions is not None:
             options = self.server.options
@@ -468,30 +490,17 @@ class Application(MultiService):
             self.frontend.handshake_validators = self._handshake_validators
             cluster = self.cluster
             self.sessions.keeper = SettingsKeeper(
-                self._storage_handler(), self.sessions, self.reactor, cluster.storage_timeout,
+                choose_storage(cluster, self._registrations, self, self.reactor), self.sessions, self.reactor, cluster.storage_timeout,
                 cluster.storage_heartbeat,
             )
             self.sessions.keeper.setServiceParent(self)
-            ClientListener(self.server, self.frontend, self.reactor).setServiceParent(self)
+            listener = ClientListener(self.server, self.frontend, self.reactor,
+                                      blocked=block_store(self.cluster, self.reactor))
+            listener.setName("clients")
+            listener.setServiceParent(self)
             if options.web_port:
                 WebListener(self.server_id, options.web_root, self.server.host, options.web_port,
                             self.reactor).setServiceParent(self)
-
-    def _storage_handler(self) -> IStorageHandler:
-        cluster = self.cluster
-        if cluster.storage == "memory":
-            return shared_memory_storage(cluster.name, cluster.storage_ttl, self.reactor)
-        if cluster.storage == "redis":
-            from .storage.redis import RedisStorage
-
-            return RedisStorage.for_cluster(cluster, self.reactor)
-        for registration in self._registrations:
-            if registration.kind == STORAGE and registration.name == cluster.storage:
-                handler = registration.bind(self).instance
-                if not IStorageHandler.providedBy(handler):
-                    raise TypeError(f"storage {cluster.storage!r}: {handler!r} does not provide IStorageHandler")
-                return handler
-        raise ValueError(f"storage {cluster.storage!r}: not memory, redis, or a storage plugin of the game")
 
     def privilegedStartService(self) -> None:
         self._prepare()
@@ -517,12 +526,34 @@ class Application(MultiService):
 
     def stopService(self) -> Deferred[None]:  # type: ignore[override]
         """
-        Stop in order: shutdown hooks, components' C{before_shutdown}, clients
-        kicked and ports closed, components' C{shutdown}.
+        Stop in order: the drain (see L{_drain}), shutdown hooks, components'
+        C{before_shutdown}, clients kicked and ports closed, components' C{shutdown}.
         """
         return Deferred.fromCoroutine(self._stop())
 
+    async def _drain(self, timeout: float) -> None:
+        """
+        Leave routing on every other server, then: a frontend stops accepting
+        connections and serves its clients until they have all left or
+        C{timeout} has passed; a backend finishes the calls it serves and
+        its own calls, within the same C{timeout}.
+        """
+        log.info("{server_id} draining (at most {timeout:g}s)", server_id=self.server_id, timeout=timeout)
+        deadline = self.reactor.seconds() + timeout
+        listener = self.namedServices.get("clients")
+        accepting = listener.stop_accepting() if listener is not None else None
+        await self.node.leave(timeout)
+        if accepting is not None:
+            await accepting
+        remaining = max(0.0, deadline - self.reactor.seconds())
+        if self.frontend is not None:
+            await self.frontend.drain(remaining)
+        else:
+            await self.node.drain(remaining)
+
     async def _stop(self) -> None:
+        if self.running and self.cluster.drain_timeout:
+            await self._drain(self.cluster.drain_timeout)
         try:
             await self._run_lifecycle("before_shutdown")
             await self._lifecycle_all("before_shutdown")

@@ -10,13 +10,18 @@ order per user: they travel on one node link, in order.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, succeed
 from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from .errors import Unavailable
 
 if TYPE_CHECKING:
     from .app import Application
+    from .cluster.backend import BackendSession
+    from .config import ServerConfig
 
 log = Logger()
 
@@ -76,13 +81,20 @@ class Channel:
         """
         return len(self._members)
 
-    def push_message(self, route: str, msg: Any) -> Deferred[list[str]]:
+    def push_message(self, route: Any, msg: Any = None, opts: Mapping[str, Any] | None = None) -> Deferred[list[str]]:
         """
-        Push to every member.
+        Push to every member: C{push_message(route, msg, opts=None)}, or
+        Pomelo's C{push_message(msg, opts=None)} with the route in
+        C{msg["route"]}. C{opts} is taken for Pomelo's shape and, as by
+        Pomelo's default push, not used.
 
         @return: a Deferred firing with the uids that could not be reached.
+        @raise ValueError: the route is not a string, nor in C{msg["route"]}.
         """
-        return self._service.push_message_by_uids(route, msg, self._members.items())
+        if not isinstance(route, str):
+            route, msg = _route_of(route), route
+        # Members were given to add(): not checked again on every push.
+        return Deferred.fromCoroutine(self._service._push(route, msg, self._members.items()))
 
     def destroy(self) -> None:
         """
@@ -91,14 +103,52 @@ class Channel:
         self._service.destroy_channel(self.name)
 
 
+def _route_of(msg: Any) -> str:
+    route = msg.get("route") if isinstance(msg, Mapping) else None
+    if not isinstance(route, str) or not route:
+        raise ValueError(f"no route given: the message {msg!r} carries no route string as 'route'")
+    return route
+
+
+def _members(records: Iterable[Any]) -> list[tuple[str, str]]:
+    """
+    Pomelo's C{[{"uid": ..., "sid": ...}]} records, or C{(uid, frontend_id)} pairs, as pairs.
+
+    @raise ValueError: a record is neither, or its uid or frontend id is not a non-empty string.
+    """
+    if isinstance(records, (str, bytes, Mapping)):
+        raise ValueError(f"uids must be a list of {{'uid', 'sid'}} records, not {type(records).__name__}")
+    members = []
+    for record in records:
+        if isinstance(record, Mapping):
+            pair = (record.get("uid"), record.get("sid"))
+        elif isinstance(record, (tuple, list)) and len(record) == 2:
+            pair = (record[0], record[1])
+        else:
+            raise ValueError(f"{record!r} is neither a {{'uid', 'sid'}} record nor a (uid, frontend id) pair")
+        if not all(isinstance(part, str) and part for part in pair):
+            raise ValueError(f"{record!r} needs a uid and a frontend id ('sid'), both non-empty strings")
+        members.append(pair)
+    return members
+
+
 class ChannelService:
     """
     The channels of one server (Pomelo's ChannelService).
+
+    @ivar broadcast_filter: on a frontend, C{fn(session, msg, filter_param)}
+        asked for each session a L{broadcast} reaches: only those it answers
+        true for get the message (Pomelo's C{broadcastFilter}); C{None},
+        every session.
     """
 
     def __init__(self, app: Application) -> None:
         self.app = app
+        self.broadcast_filter: Callable[[Any, Any, Any], bool] | None = None
         self._channels: dict[str, Channel] = {}
+        # Per name being rebuilt, the calls waiting for it (rebuild).
+        self._rebuilding: dict[str, list[Deferred[Channel]]] = {}
+        self._following = False
 
     def create_channel(self, name: str) -> Channel:
         """
@@ -124,6 +174,126 @@ class ChannelService:
             channel.destroyed = True
             channel._members.clear()
 
+    def rebuild(self, name: str, key: str, value: Any, frontend_type: str | None = None) -> Deferred[Channel]:
+        """
+        The channel C{name}, made first from the frontends' live sessions
+        when this server does not hold it: each session bound to a uid whose
+        setting C{key} equals C{value} becomes a member, on its frontend
+        (L{BackendSessionService.find
+        <gamenet.cluster.backend.BackendSessionService.find>}, one query to
+        every frontend, of C{frontend_type} only when given). A channel held
+        is answered at once, as it is.
+
+        Every call for C{name} while its sessions are being found shares that
+        one query, and they all get the same channel, in the order they
+        came. So a member added or removed by one of them while the query ran
+        ends up right: the sessions the query saw are the members first,
+        then each call's own change applies (C{add} of a uid already found
+        changes nothing; a session that closed before the query reached
+        its frontend is not found).
+
+        When the channels follow routing (L{follow_routing}) and C{name} no
+        longer routes to this server by the time the query answers, the
+        channel serves the calls that waited for it and is then destroyed,
+        so that no copy of it stays here: they get it in the turn it is
+        made, and one that waits for something else before using it finds
+        it destroyed.
+
+        @return: a Deferred firing with the channel; it fails, for every call
+            waiting, with the query's L{Unavailable} when a frontend did not
+            answer. Nothing is kept then: the next call queries again.
+        """
+        channel = self._channels.get(name)
+        if channel is not None:
+            return succeed(channel)
+        d: Deferred[Channel] = Deferred()
+        waiting = self._rebuilding.get(name)
+        if waiting is not None:
+            waiting.append(d)
+            return d
+        self._rebuilding[name] = [d]
+        self.app.backend_sessions.find(key, value, frontend_type).addBoth(self._rebuilt, name)
+        return d
+
+    def _rebuilt(self, result: list[BackendSession] | Failure, name: str) -> None:
+        waiting = self._rebuilding.pop(name)
+        if isinstance(result, Failure):
+            log.warn("channel {name} was not rebuilt on {server_id}: {error}", name=name,
+                     server_id=self.app.server_id, error=result.getErrorMessage())
+            for d in waiting:
+                d.errback(result)
+            return
+        channel = self.create_channel(name)
+        for session in result:
+            if session.uid is not None:
+                channel.add(session.uid, session.frontend_id)
+        log.info("channel {name} rebuilt on {server_id} with {count} members", name=name,
+                 server_id=self.app.server_id, count=channel.user_count)
+        for d in waiting:
+            d.callback(channel)
+        if self._following and not self._owns(name):
+            self.destroy_channel(name)
+
+    def follow_routing(self) -> None:
+        """
+        From now on, keep only the channels whose name routes to this
+        server: the route function of this server's type, given a channel's
+        name as route parameter, must pick the server that holds that
+        channel (the chat example's C{by_room} does). Whenever which servers
+        are available may have changed (a node link to another server
+        became available or stopped being so, servers were added or
+        removed), every channel routing elsewhere is destroyed. Together with
+        L{rebuild}, a channel follows routing: the server it moves to
+        rebuilds it from the live sessions, the one it left drops its copy,
+        so that a stale copy never serves when the channel comes back.
+
+        A peer leaving routing while its link stays up (a peer that drains
+        before it stops) may change routing without any of these events,
+        which is safe: channels only move to this server then, none away
+        from it.
+        """
+        if self._following:
+            return
+        self._following = True
+        if self.app.running:
+            self._watch()
+        else:
+            self.app.on("start_server", lambda server_id: self._watch())
+
+    def _watch(self) -> None:
+        self.app.on("add_servers", lambda servers: self._sweep())
+        self.app.on("remove_servers", lambda server_ids: self._sweep())
+        # Appended after the node's own listener (added when it started), so
+        # the links of added servers exist when it runs.
+        self.app.registry.listeners.append(self._servers_changed)
+        self._watch_links()
+        # Calls may have come, and links changed, before the server said it started.
+        self._sweep()
+
+    def _servers_changed(self, added: list[ServerConfig], removed: list[ServerConfig]) -> None:
+        self._watch_links()
+        self._sweep()
+
+    def _watch_links(self) -> None:
+        for link in self.app.node.links.values():
+            if self._link_changed not in link.listeners:
+                link.listeners.append(self._link_changed)
+
+    def _link_changed(self, peer_id: str, available: bool) -> None:
+        self._sweep()
+
+    def _owns(self, name: str) -> bool:
+        try:
+            return self.app.node.pick(self.app.server_type, name).id == self.app.server_id
+        except Unavailable:
+            return False
+
+    def _sweep(self) -> None:
+        for name in [name for name in self._channels if not self._owns(name)]:
+            log.info("channel {name} now routes away from {server_id}: dropped", name=name,
+                     server_id=self.app.server_id)
+            self.destroy_channel(name)
+
     @property
     def channels(self) -> list[str]:
         """
@@ -132,15 +302,24 @@ class ChannelService:
         return list(self._channels)
 
     def push_message_by_uids(
-        self, route: str, msg: Any, members: Iterable[tuple[str, str]]
+        self, route: Any, msg: Any, uids: Any = None, opts: Mapping[str, Any] | None = None,
     ) -> Deferred[list[str]]:
         """
-        Push to users given as C{(uid, frontend_id)}: one call per frontend.
+        Push to users, one call per frontend: C{push_message_by_uids(route,
+        msg, uids, opts=None)}, or Pomelo's C{push_message_by_uids(msg, uids,
+        opts=None)} with the route in C{msg["route"]}. C{uids} are Pomelo's
+        C{{"uid": uid, "sid": frontend_id}} records or C{(uid, frontend_id)}
+        pairs. C{opts} is taken for Pomelo's shape and, as by Pomelo's
+        default push, not used.
 
         @return: a Deferred firing with the uids that could not be reached
             (no session on their frontend, or the frontend is down).
+        @raise ValueError: no route, or a record without a uid and a
+            frontend id; nothing is pushed.
         """
-        return Deferred.fromCoroutine(self._push(route, msg, members))
+        if not isinstance(route, str):
+            route, msg, uids = _route_of(route), route, msg
+        return Deferred.fromCoroutine(self._push(route, msg, _members(uids if uids is not None else ())))
 
     async def _push(self, route: str, msg: Any, members: Iterable[tuple[str, str]]) -> list[str]:
         by_frontend: dict[str, list[str]] = {}
@@ -160,20 +339,36 @@ class ChannelService:
                 missing.extend(by_frontend[frontend_id])
         if missing:
             log.info("push {route}: {count} users not reached", route=route, count=len(missing))
+        self.app.metrics.pushed(sum(map(len, by_frontend.values())) - len(missing), len(missing))
         return missing
 
-    def broadcast(self, frontend_type: str, route: str, msg: Any, only_bound: bool = False) -> Deferred[int]:
+    def broadcast(self, frontend_type: str, route: str, msg: Any, opts: Mapping[str, Any] | bool | None = None, *,
+                  only_bound: bool = False, filter_param: Any = None) -> Deferred[int]:
         """
-        Push to every client of every available frontend of C{frontend_type}.
+        Push to every client of every frontend of C{frontend_type} that
+        calls reach, draining ones included (their clients are still there).
 
+        @param opts: Pomelo's options: C{binded} (only sessions bound to a
+            uid) and C{filterParam} (see C{filter_param}); or, as before
+            them, C{only_bound}.
+        @param only_bound: only sessions bound to a uid.
+        @param filter_param: given to each frontend's L{broadcast_filter},
+            when it has one, with each session (JSON-able: it crosses to
+            the frontends).
         @return: a Deferred firing with how many clients it was written to.
         """
-        return Deferred.fromCoroutine(self._broadcast(frontend_type, route, msg, only_bound))
+        if isinstance(opts, Mapping):
+            only_bound = only_bound or bool(opts.get("binded"))
+            filter_param = opts.get("filterParam", filter_param)
+        elif opts is not None:
+            only_bound = only_bound or bool(opts)
+        return Deferred.fromCoroutine(self._broadcast(frontend_type, route, msg, only_bound, filter_param))
 
-    async def _broadcast(self, frontend_type: str, route: str, msg: Any, only_bound: bool) -> int:
+    async def _broadcast(self, frontend_type: str, route: str, msg: Any, only_bound: bool, filter_param: Any) -> int:
         calls = [
-            self.app.node.sys_call(server.id, "broadcast", [route, msg, only_bound])
-            for server in self.app.node.available(frontend_type)
+            self.app.node.sys_call(server.id, "broadcast",
+                                   [route, msg, only_bound, *([filter_param] if filter_param is not None else [])])
+            for server in self.app.node.reachable(frontend_type)
         ]
         total = 0
         for d in calls:
@@ -181,4 +376,5 @@ class ChannelService:
                 total += await d
             except Exception as e:
                 log.warn("broadcast {route} failed on a frontend: {error}", route=route, error=e)
+        self.app.metrics.pushed(total, 0)
         return total

@@ -1,13 +1,15 @@
 """
 The C{gamenet} console script: C{gamenet bench ...} runs the load robot
-(L{gamenet.robot}); C{gamenet bench --help} lists its options.
+(L{gamenet.robot}); C{gamenet bench --help} lists its options. C{gamenet
+list}, C{stop}, C{restart} and the other operations call the master's admin
+API (L{gamenet.admin.cli}).
 """
 
 from __future__ import annotations
 
 import json
 import sys
-from typing import Sequence
+from typing import Callable, Sequence
 
 
 def bench(argv: Sequence[str]) -> int:
@@ -39,13 +41,29 @@ def bench(argv: Sequence[str]) -> int:
     return 1 if document["error_count"] else 0
 
 
-COMMANDS = {"bench": bench}
+def _admin(name: str) -> Callable[[Sequence[str]], int]:
+    """
+    C{gamenet NAME ...}: a call of the master's admin API (L{gamenet.admin.cli}).
+    """
+
+    def command(argv: Sequence[str]) -> int:
+        from .admin import cli
+
+        return cli.main([name, *argv])
+
+    return command
+
+
+ADMIN_COMMANDS = ("list", "status", "stop", "kill", "restart", "add", "remove", "kick", "block", "unblock", "broadcast")
+COMMANDS = {"bench": bench, **{name: _admin(name) for name in ADMIN_COMMANDS}}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] not in COMMANDS:
-        print("usage: gamenet bench [options]   (gamenet bench --help for the options)", file=sys.stderr)
+        print("usage: gamenet bench [options]   (gamenet bench --help for the options)\n"
+              f"       gamenet {'|'.join(ADMIN_COMMANDS)} [options]   (gamenet list --help, ...)",
+              file=sys.stderr)
         return 2
     return COMMANDS[argv[0]](argv[1:])
 

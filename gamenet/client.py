@@ -26,6 +26,7 @@ from twisted.python.failure import Failure
 from .connector.tcp import no_delay
 from .protocol import handshake, message, package, serializer
 from .protocol.errors import ProtocolError
+from .protocol.protobuf import Protos
 
 log = Logger()
 
@@ -53,6 +54,8 @@ class Client:
     One client connection.
 
     @ivar handshake: the server's handshake answer.
+    @ivar protos: the protobuf schemas the handshake sent, or C{None}: bodies
+        of their routes go both ways in protobuf, the others in JSON.
     @ivar kick_reason: the reason of a kick package, when one came.
     @ivar closed: a Deferred firing with the close reason when the connection ends.
     """
@@ -76,6 +79,8 @@ class Client:
         self._listeners: dict[str, list[Callable[[Any], Any]]] = {}
         self._route_to_code: dict[str, int] = {}
         self._code_to_route: dict[int, str] = {}
+        self.protos: Protos | None = None
+        self._request_routes: dict[int, str] = {}
         self._interval = 0.0
         self._heartbeat_call: Any = None
         self._timeout_call: Any = None
@@ -169,6 +174,9 @@ class Client:
         if self._compress_routes and "dict" in sys:
             self._route_to_code = sys["dict"]
             self._code_to_route = {code: route for route, code in self._route_to_code.items()}
+        if isinstance(sys.get("protos"), dict):
+            protos = sys["protos"]
+            self.protos = Protos.from_parsed(protos.get("client", {}), protos.get("server", {}))
         self._interval = float(sys.get("heartbeat") or 0)
         self._send(package.HANDSHAKE_ACK_PACKAGE)
         self._open = True
@@ -194,15 +202,16 @@ class Client:
         msg = message.decode(body, self._code_to_route)
         if msg.type == message.RESPONSE:
             d = self._pending.pop(msg.id, None)
+            route = self._request_routes.pop(msg.id, "")
             if d is None:
                 return
-            value = serializer.loads(msg.body)
+            value = self._loads(route, msg.body)
             if msg.error:
                 d.errback(ErrorResponse(value))
             else:
                 d.callback(value)
         elif msg.type == message.PUSH:
-            value = serializer.loads(msg.body)
+            value = self._loads(msg.route, msg.body)
             for listener in self._listeners.get(msg.route, ()):
                 listener(value)
             for listener in self._listeners.get("*", ()):
@@ -216,6 +225,7 @@ class Client:
         if not self._ready.called:
             self._ready.errback(ClientError(f"connection closed before the handshake: {reason}"))
         pending, self._pending = self._pending, {}
+        self._request_routes.clear()
         for d in pending.values():
             d.errback(ClientError(f"connection closed: {self.kick_reason or reason}"))
         if not self.closed.called:
@@ -223,8 +233,18 @@ class Client:
 
     # Public
 
+    def _loads(self, route: str, body: bytes) -> Any:
+        codec = self.protos.server.get(route) if self.protos is not None else None
+        if codec is not None and not body.startswith(b"{"):
+            return codec.loads(body)
+        return serializer.loads(body)
+
     def _encode(self, message_type: int, id: int, route: str, msg: Any) -> bytes:
-        body = msg if isinstance(msg, bytes) else serializer.dumps(msg)
+        codec = self.protos.client.get(route) if self.protos is not None else None
+        if codec is not None and not isinstance(msg, bytes):
+            body = codec.dumps(msg)
+        else:
+            body = msg if isinstance(msg, bytes) else serializer.dumps(msg)
         return package.encode(
             package.DATA, message.encode(message_type, id, route, body, self._route_to_code.get(route))
         )
@@ -239,6 +259,8 @@ class Client:
         self._next_id = id + 1 if id < 0x7FFFFFFF else 1
         d: Deferred[Any] = Deferred()
         self._pending[id] = d
+        if self.protos is not None:
+            self._request_routes[id] = route
         self._send(self._encode(message.REQUEST, id, route, {} if msg is None else msg))
         return d
 

@@ -24,6 +24,7 @@ import attrs
 from twisted.plugin import IPlugin
 from zope.interface import implementer
 
+from ._settle import settle
 from .interfaces import IHandler, IRegistration, IRemote
 
 LIFECYCLE = frozenset({"init", "after_init", "before_shutdown", "shutdown"})
@@ -33,6 +34,8 @@ REMOTE = "remote"
 SESSION_LEARNER = "session_learner"
 CONFIGURE = "configure"
 STORAGE = "storage"
+HTTP = "http"
+CRON = "cron"
 
 
 class Component:
@@ -121,18 +124,40 @@ class Bound:
     methods: dict[str, Callable[..., Any]]
 
 
+def _controller_call(controller: Any, name: str) -> Callable[[Any], Any] | None:
+    # A controller built on Component has its no-argument lifecycle init,
+    # which is not GoFrame's init(request).
+    found = getattr(type(controller), name, None)
+    if found is None or found is getattr(Component, name, None):
+        return None
+    return getattr(controller, name)  # type: ignore[no-any-return]
+
+
 @attrs.frozen
 class _PerRequest:
     """
-    Calls one method on a new controller instance.
+    Calls one method on a new controller instance, as GoFrame does: the
+    controller's C{init(request)} first, then the method, then its
+    C{shut(request)}, which runs even when C{init} or the method raised.
+    C{request} is the L{gamenet.dispatch.Request} that hooks see; the
+    dispatcher gives it because of L{takes_request}.
     """
 
     factory: Callable[[Any], Any]
     app: Any
     method: str
+    takes_request = True
 
-    def __call__(self, *args: Any) -> Any:
-        return getattr(self.factory(self.app), self.method)(*args)
+    async def __call__(self, msg: Any, session: Any, request: Any) -> Any:
+        controller = self.factory(self.app)
+        init, shut = _controller_call(controller, "init"), _controller_call(controller, "shut")
+        try:
+            if init is not None:
+                await settle(init(request))
+            return await settle(getattr(controller, self.method)(msg, session))
+        finally:
+            if shut is not None:
+                await settle(shut(request))
 
 
 @implementer(IPlugin, IRegistration)
@@ -141,7 +166,8 @@ class Registration:
     """
     A component to make for each server of C{server_type}.
 
-    @ivar kind: L{HANDLER}, L{REMOTE}, L{SESSION_LEARNER}, L{CONFIGURE} or L{STORAGE}.
+    @ivar kind: L{HANDLER}, L{REMOTE}, L{SESSION_LEARNER}, L{CONFIGURE}, L{STORAGE},
+        L{HTTP} (see L{gamenet.http.http_handler}) or L{CRON} (see L{cron_handler}).
     @ivar target: a class (called with the app), an object (used as it is), or a function.
     @ivar mode: C{"shared"}, C{"controller"} or C{"function"}.
     @ivar only: the Python method names to expose, or C{None} for all public ones.
@@ -247,7 +273,10 @@ def controller(
 ) -> Registration:
     """
     A controller: a new instance of C{target} (called with the app) for every
-    request, so no state is shared between requests.
+    request, so no state is shared between requests. As GoFrame's, its
+    C{init(request)} is called before the method and its C{shut(request)}
+    after, even when the method raises, when it has them; C{request} is the
+    L{gamenet.dispatch.Request} (route, id, msg, session).
     """
     if not isinstance(target, type):
         raise TypeError("a controller is registered as a class")
@@ -278,6 +307,23 @@ def remote(
     arguments are C{handler}'s.
     """
     return _methods_registration(REMOTE, "shared", target, server_type, name, methods, name_func)
+
+
+def cron_handler(
+    target: Any,
+    server_type: str | None,
+    *,
+    name: str | None = None,
+    methods: Iterable[str] | None = None,
+) -> Registration:
+    """
+    A cron component (Pomelo's cron handler, C{app/servers/<type>/cron/<name>.js}): one
+    instance per server of C{server_type} (every server when C{None}),
+    whose public methods, called without arguments, are the actions
+    C{"<name>.<method>"} of the crons file and C{app.add_crons} (see
+    L{gamenet.cron}). A method may return a Deferred or be C{async def}.
+    """
+    return _methods_registration(CRON, "shared", target, server_type, name, methods, None)  # type: ignore[arg-type]
 
 
 def session_learner(target: Any, server_type: str | None = None) -> Registration:

@@ -10,7 +10,8 @@ session id and server id, and leaves the connection usable.
 from __future__ import annotations
 
 import inspect
-from typing import TYPE_CHECKING, Any, Callable, Protocol
+from time import perf_counter
+from typing import TYPE_CHECKING, Any, Callable, Container, Protocol
 
 import attrs
 from twisted.internet.defer import Deferred
@@ -24,6 +25,7 @@ from .protocol import serializer
 from .protocol.message import NOTIFY, REQUEST, Message
 
 if TYPE_CHECKING:
+    from .metrics import Metrics, RouteStats
     from .session import Session
 
 log = Logger()
@@ -32,6 +34,9 @@ log = Logger()
 # telling them by type skips the ABC check of isinstance(result, Deferred)
 # (Deferred is an Awaitable) for the common answer.
 _PLAIN = frozenset({dict, list, str, bytes, int, float, bool, type(None)})
+
+UNREAD: Any = object()
+"""L{Dispatcher.dispatch}'s C{value} when the body is still to be read."""
 
 
 class Responder(Protocol):
@@ -88,13 +93,15 @@ class Request:
 
 
 class _Plan:
-    __slots__ = ("handler", "hooks", "fast", "raw")
+    __slots__ = ("handler", "hooks", "fast", "raw", "takes_request", "stats")
 
-    def __init__(self, handler: Callable[..., Any] | None, hooks: RouteHooks) -> None:
+    def __init__(self, handler: Callable[..., Any] | None, hooks: RouteHooks, stats: RouteStats | None) -> None:
         self.handler = handler
         self.hooks = hooks
-        self.fast = handler is not None and not hooks.request_hooks
+        self.takes_request = bool(getattr(handler, "takes_request", False))
+        self.fast = handler is not None and not hooks.request_hooks and not self.takes_request
         self.raw = bool(getattr(handler, "raw", False))
+        self.stats = stats
 
 
 
@@ -102,11 +109,18 @@ class Dispatcher:
     """
     Serves the routes of one server.
 
-    @ivar handlers: route to callable taking C{(msg, session)}.
+    @ivar handlers: route to callable taking C{(msg, session)}, or, when it
+        has a true C{takes_request} attribute (controllers), C{(msg,
+        session, request)} with the L{Request}.
     @ivar fallback: asked for a callable when no local handler serves a route,
         e.g. to forward it to another server; C{None} answers 404. A callable
         with a true C{raw} attribute is called with the undecoded
         L{Message} instead of the body, and may answer with bytes.
+    @ivar known_routes: the routes the cluster serves (the route
+        dictionary's); a forwarded route outside them is served but its
+        plan is not cached.
+    @ivar metrics: counts each route's requests, latency and error answers
+        (see L{gamenet.metrics}); C{None} counts nothing.
     """
 
     def __init__(self, server_id: str, hooks: HookRegistry) -> None:
@@ -115,6 +129,8 @@ class Dispatcher:
         self.handlers: dict[str, Callable[..., Any]] = {}
         self.fallback: Callable[[str], Callable[..., Any] | None] | None = None
         self._plans: dict[str, _Plan] = {}
+        self.known_routes: Container[str] = ()
+        self.metrics: Metrics | None = None
         hooks.changed.append(self._plans.clear)
 
     def add(self, route: str, handler: Callable[..., Any]) -> None:
@@ -132,56 +148,79 @@ class Dispatcher:
         plan = self._plans.get(route)
         if plan is None:
             handler = self.handlers.get(route)
-            if handler is None and self.fallback is not None:
-                handler = self.fallback(route)
-            hooks = self.hooks.for_route(route, cache=handler is not None)
+            forwarded = handler is None and self.fallback is not None
+            if forwarded:
+                handler = self.fallback(route)  # type: ignore[misc]
+            # A forwarded route the cluster does not serve is one a client
+            # made up: its plan is not kept, so that a flood of them cannot
+            # grow the caches.
+            cache = handler is not None and (not forwarded or route in self.known_routes)
+            hooks = self.hooks.for_route(route, cache=cache)
             if getattr(handler, "raw", False):
                 # Handler filters run where the handler runs; a forwarded
                 # route meets only the global ones here.
                 hooks = attrs.evolve(hooks, before_serve=(), after_serve=())
-            plan = _Plan(handler, hooks)
-            if handler is not None:
+            metrics = self.metrics
+            stats = metrics.route_stats(route, forwarded and handler is not None) if metrics is not None else None
+            plan = _Plan(handler, hooks, stats)
+            if cache:
                 self._plans[route] = plan
         return plan
 
-    def dispatch(self, responder: Responder, session: Session, message: Message) -> None:
+    def dispatch(self, responder: Responder, session: Session, message: Message, value: Any = UNREAD) -> None:
         """
         Serve one request or notify; the answer goes to C{responder.respond}.
+
+        @param value: the body already read (a frontend's protobuf request),
+            handed to a plain handler as it is; a forwarded route, or one
+            with request hooks, gets it as JSON in C{message.body}, as every body.
         """
         plan = self._plans.get(message.route) or self._plan(message.route)
+        if value is not UNREAD and (plan.raw or not plan.fast):
+            message.body = serializer.dumps(value)
         if not plan.fast:
             request = Request(message.route, message.id if message.type == REQUEST else 0, message.body, session)
             Deferred.fromCoroutine(self._serve(responder, request, plan))
             return
         id = message.id if message.type == REQUEST else 0
+        stats = plan.stats
+        start = perf_counter() if stats is not None else 0.0
         if plan.raw:
             msg: Any = message
+        elif value is not UNREAD:
+            msg = value
         else:
             try:
                 msg = serializer.loads(message.body)
             except ValueError:
-                self._fail(responder, message.route, id, session, BadRequest("body is not JSON"))
+                self._fail(responder, message.route, id, session, BadRequest("body is not JSON"), None, stats, start)
                 return
         try:
             result = plan.handler(msg, session)  # type: ignore[misc]
         except Exception as e:
-            self._fail(responder, message.route, id, session, e)
+            self._fail(responder, message.route, id, session, e, None, stats, start)
             return
         if type(result) not in _PLAIN and (isinstance(result, Deferred) or inspect.iscoroutine(result)):
             d = result if isinstance(result, Deferred) else Deferred.fromCoroutine(result)
             d.addCallbacks(
-                self._answer, self._failed,
-                callbackArgs=(responder, id), errbackArgs=(responder, message.route, id, session),
+                self._answer, self._failed, callbackArgs=(responder, id, stats, start),
+                errbackArgs=(responder, message.route, id, session, stats, start),
             )
-        elif id:
-            responder.respond(id, result)
-
-    def _answer(self, result: Any, responder: Responder, id: int) -> None:
+            return
         if id:
             responder.respond(id, result)
+        if stats is not None:
+            stats.served(id, perf_counter() - start)
 
-    def _failed(self, failure: Failure, responder: Responder, route: str, id: int, session: Session) -> None:
-        self._fail(responder, route, id, session, failure.value, failure)
+    def _answer(self, result: Any, responder: Responder, id: int, stats: RouteStats | None, start: float) -> None:
+        if id:
+            responder.respond(id, result)
+        if stats is not None:
+            stats.served(id, perf_counter() - start)
+
+    def _failed(self, failure: Failure, responder: Responder, route: str, id: int, session: Session,
+                stats: RouteStats | None, start: float) -> None:
+        self._fail(responder, route, id, session, failure.value, failure, stats, start)
 
     def _fail(
         self,
@@ -191,7 +230,13 @@ class Dispatcher:
         session: Session,
         error: BaseException,
         failure: Failure | None = None,
+        stats: RouteStats | None = None,
+        start: float | None = None,
     ) -> None:
+        """
+        Log C{error} and answer it; count it in C{stats}, and (with C{start},
+        when the request ends here) the request too.
+        """
         if isinstance(error, GamenetError):
             log.info(
                 "{route} answered {code} ({message}) to session {session_id} on {server_id}",
@@ -208,9 +253,16 @@ class Dispatcher:
             answer = GamenetError()
         if id:
             responder.respond(id, None, answer)
+        if stats is not None:
+            if id:
+                stats.failed(answer.code)
+            if start is not None:
+                stats.served(id, perf_counter() - start)
 
     async def _serve(self, responder: Responder, request: Request, plan: _Plan) -> None:
         hooks = plan.hooks
+        stats = plan.stats
+        start = perf_counter() if stats is not None else 0.0
         try:
             try:
                 await self._run(hooks.route, request)
@@ -228,7 +280,9 @@ class Dispatcher:
                         Message(REQUEST if request.id else NOTIFY, request.id, request.route, request.body)
                         if plan.raw else request.msg
                     )
-                    request.response = await settle(plan.handler(argument, request.session))
+                    request.response = await settle(
+                        plan.handler(argument, request.session, request) if plan.takes_request
+                        else plan.handler(argument, request.session))
                     request.answered = True
             except Exception as e:
                 request.error = e
@@ -246,12 +300,14 @@ class Dispatcher:
             except Exception as e:
                 request.error = e
             if request.error is not None:
-                self._fail(responder, request.route, request.id, request.session, request.error)
+                self._fail(responder, request.route, request.id, request.session, request.error, None, stats)
             else:
                 responder.respond(request.id, request.response)
             for hook in hooks.after_output:
                 await self._guarded(hook, request)
         finally:
+            if stats is not None:
+                stats.served(request.id, perf_counter() - start)
             for hook in hooks.close:
                 await self._guarded(hook, request)
 

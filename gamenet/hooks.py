@@ -26,6 +26,8 @@ C{call.result} or C{call.error}.
 
 Hooks for a route run in registration order; a pattern is matched against the
 whole route with shell-style wildcards (C{connector.*}, C{*.entryHandler.enter}).
+HTTP services keep their hooks in a registry of their own kind, with URI
+patterns and only the four serve and output events (see L{gamenet.http}).
 """
 
 from __future__ import annotations
@@ -91,7 +93,15 @@ class HookRegistry:
         caches built on this registry can be dropped.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, events: tuple[str, ...] = EVENTS,
+                 match: Callable[[str, str], bool] = fnmatchcase) -> None:
+        """
+        @param events: the events hooks may be registered for.
+        @param match: whether a route matches a pattern, given C{(route, pattern)};
+            shell-style wildcards by default.
+        """
+        self.events = events
+        self._match = match
         self._hooks: list[tuple[str, str, Callable[..., Any]]] = []
         self._cache: dict[str, RouteHooks] = {}
         self.changed: list[Callable[[], None]] = []
@@ -102,8 +112,8 @@ class HookRegistry:
 
         @raise ValueError: an unknown event.
         """
-        if event not in EVENTS:
-            raise ValueError(f"unknown hook event {event!r}; one of {', '.join(EVENTS)}")
+        if event not in self.events:
+            raise ValueError(f"unknown hook event {event!r}; one of {', '.join(self.events)}")
         if not callable(hook):
             raise TypeError(f"{hook!r} is not callable")
         self._hooks.append((event, pattern, hook))
@@ -125,7 +135,7 @@ class HookRegistry:
             else:
                 found: dict[str, list[Callable[..., Any]]] = {event: [] for event in EVENTS}
                 for event, pattern, hook in self._hooks:
-                    if pattern == "*" or fnmatchcase(route, pattern):
+                    if pattern == "*" or self._match(route, pattern):
                         found[event].append(hook)
                 hooks = RouteHooks(**{event: tuple(found[event]) for event in EVENTS})
             if cache:

@@ -4,8 +4,11 @@ C{twistd gamenet}: options and the service they make.
 
 from __future__ import annotations
 
+import json
 import sys
 from typing import Any
+
+import attrs
 
 from twisted.application.service import IService, MultiService, Service
 from twisted.logger import Logger
@@ -13,7 +16,7 @@ from twisted.python import usage
 
 from .app import Application
 from .cluster import MasterService
-from .config import ClusterConfig, ConfigError, load
+from .config import ClusterConfig, ConfigError, load, server_from_spec
 from .connector import ListenError
 from .plugins import PluginError, add_paths, discover
 
@@ -22,10 +25,10 @@ log = Logger()
 
 class Options(usage.Options):
     """
-    C{twistd gamenet [--config FILE] [--server ID] [--env ENV]}.
+    C{twistd gamenet [--config FILE] [--server ID | --server-spec JSON] [--env ENV]}.
     """
 
-    synopsis = "[--config FILE] [--server ID | --all] [--env ENV]"
+    synopsis = "[--config FILE] [--server ID | --server-spec JSON | --all] [--env ENV]"
     longdesc = (
         "Runs the gamenet servers described by a cluster file. Without --server, "
         "runs the master, which starts each server of the file whose host is this "
@@ -40,6 +43,10 @@ class Options(usage.Options):
         ["config", "c", "etc/cluster.ini", "The cluster file."],
         ["server", "s", None, "Run only the server with this id."],
         ["env", "e", None, "The environment name, overriding [cluster] env."],
+        ["server-spec", None, None,
+         "Run the server this JSON object describes (a server section's keys and its id), "
+         "added to the file's servers or replacing the one of that id; the master starts "
+         "servers added at run time so."],
     ]
 
     cluster: ClusterConfig
@@ -49,6 +56,8 @@ class Options(usage.Options):
             self.cluster = load(self["config"])
         except ConfigError as e:
             raise SystemExit(f"gamenet: invalid cluster file:\n{e}") from None
+        if self["server-spec"] is not None:
+            self._add_spec(self["server-spec"])
         server = self["server"]
         if server is not None and self["all"]:
             raise SystemExit("gamenet: --server and --all do not go together")
@@ -58,6 +67,19 @@ class Options(usage.Options):
             except KeyError:
                 known = ", ".join(s.id for s in self.cluster.servers)
                 raise SystemExit(f"gamenet: no server {server!r} in {self['config']} (servers: {known})") from None
+
+    def _add_spec(self, text: str) -> None:
+        try:
+            server = server_from_spec(json.loads(text), self.cluster)
+        except ValueError as e:
+            raise SystemExit(f"gamenet: --server-spec is not JSON: {e}") from None
+        except ConfigError as e:
+            raise SystemExit(f"gamenet: invalid --server-spec:\n{e}") from None
+        if self["server"] not in (None, server.id):
+            raise SystemExit(f"gamenet: --server {self['server']} and --server-spec of {server.id} do not go together")
+        others = tuple(s for s in self.cluster.servers if s.id != server.id)
+        self.cluster = attrs.evolve(self.cluster, servers=(*others, server))
+        self["server"] = server.id
 
 
 class ClusterService(MultiService):

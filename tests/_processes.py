@@ -68,7 +68,8 @@ def environ(**extra: str) -> dict[str, str]:
     """
     This process's environment without gamenet's own variables, plus C{extra}.
     """
-    env = {key: value for key, value in os.environ.items() if key not in ("GAMENET_SECRET", "GAMENET_MASTER_PID")}
+    own = ("GAMENET_SECRET", "GAMENET_MASTER_PID", "GAMENET_ADMIN_TOKEN")
+    env = {key: value for key, value in os.environ.items() if key not in own}
     env.update(extra)
     return env
 

@@ -58,6 +58,33 @@ class BenchScriptTests(TestCase):
         self.assertGreater(tcp["cpu_ratio"], 0)
         self.assertIn("gamenet / bare Twisted: CPU per request", text)
 
+    async def test_echoMetrics(self):
+        """
+        With C{--metrics}, the echo benchmark measures gamenet with metrics
+        on against gamenet with them off, and the server counted every request.
+        """
+        code, document, text = await run_script(self, "echo", "--metrics", "--transport", "tcp", "--clients", 4,
+                                                "--workers", 1, "--seconds", 1)
+        self.assertEqual(code, 0, text)
+        tcp = document["transports"]["tcp"]
+        self.assertEqual([row["server"] for row in tcp["rows"]], ["gamenet", "gamenet+metrics"])
+        self.assertGreater(tcp["cpu_ratio"], 0)
+        self.assertIn("gamenet with metrics / without: CPU per request", text)
+        self.assertIn("gamenet+metrics counted", text)
+
+    async def test_echoProtobuf(self):
+        """
+        With C{--protobuf}, the echo benchmark measures gamenet with protobuf
+        bodies against gamenet with JSON, every answer checked.
+        """
+        code, document, text = await run_script(self, "echo", "--protobuf", "--transport", "tcp", "--clients", 4,
+                                                "--workers", 1, "--seconds", 1)
+        self.assertEqual(code, 0, text)
+        tcp = document["transports"]["tcp"]
+        self.assertEqual([row["server"] for row in tcp["rows"]], ["gamenet", "gamenet+protobuf"])
+        self.assertTrue(all(row["requests_per_second"] > 0 and row["errors"] == {} for row in tcp["rows"]), text)
+        self.assertIn("gamenet with protobuf bodies / JSON: CPU per request", text)
+
     async def test_idle(self):
         """
         The idle benchmark holds every connection on both servers through a

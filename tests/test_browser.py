@@ -38,6 +38,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 BROWSER = os.path.join(HERE, "browser")
 SCRIPT = os.path.join(BROWSER, "chat.js")
 WEB_ROOT = os.path.join(os.path.dirname(HERE), "examples", "chat", "web")
+PROTOS = os.path.join(os.path.dirname(HERE), "examples", "chat", "config")
 CHROMIUM = "/usr/bin/chromium"
 DRIVER_TIMEOUT = 90
 LINK_TIMEOUT = 15
@@ -102,9 +103,9 @@ class ChatPageTests(TestCase):
         self.gate_port, self.web_port = gate, web
         cluster = cluster_config(
             frontend("gate-1", "gate", client_port=gate, node_port=nodes[0], use_dict=False,
-                     web_port=web, web_root=WEB_ROOT),
-            frontend("connector-1", "connector", client_port=c1, node_port=nodes[1], heartbeat=1),
-            frontend("connector-2", "connector", client_port=c2, node_port=nodes[2], heartbeat=1),
+                     web_port=web, web_root=WEB_ROOT, protos_dir=PROTOS),
+            frontend("connector-1", "connector", client_port=c1, node_port=nodes[1], heartbeat=1, protos_dir=PROTOS),
+            frontend("connector-2", "connector", client_port=c2, node_port=nodes[2], heartbeat=1, protos_dir=PROTOS),
             backend("chat-1", "chat", node_port=nodes[3]),
             backend("chat-2", "chat", node_port=nodes[4]),
             extra_routes=["onChat", "onAdd", "onLeave"],
@@ -159,13 +160,17 @@ class ChatPageTests(TestCase):
     async def test_chat(self) -> None:
         """
         Every check of the driver passes, in order: the page loads, the client
-        module encodes the protocol's byte examples, bad names are refused on
+        module encodes the protocol's byte examples (the protobuf C{onChat}
+        push among them), bad names are refused on
         the page, ann and bob see each other in the member list and a join
         notice, a message to everyone reaches both, bob's private message
         reaches ann marked private (and is echoed to bob), both pages keep
         their connections with heartbeats (1 s here), a second ann is
         refused with a visible error, and bob's leave reaches ann's page.
         """
+        # The chat example's protobuf schemas are on, as in etc/cluster.ini:
+        # onChat pushes and chat.chatHandler.send requests go in protobuf, so
+        # the broadcast and private checks pass only if the page speaks it.
         checks, _ = await self.drive(*(["--screenshots"] if os.environ.get("GAMENET_BROWSER_SHOTS") else []))
         ran = [c["check"] for c in checks if c["check"] != "screenshots"]
         self.assertEqual(ran, CHECKS)

@@ -12,6 +12,7 @@ TCP clients.
 
 from __future__ import annotations
 
+import os
 
 from twisted.internet import reactor
 from twisted.internet.defer import DeferredList
@@ -21,6 +22,7 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 from examples.chat.dispatcher import dispatch
 from gamenet.client import Client
 from gamenet.plugins import discover
+from gamenet.protocol import message, package
 from gamenet.testing import MemoryCluster, backend, cluster_config, free_ports, frontend, start_server
 
 PLUGINS = ["examples.chat.plugins"]
@@ -28,28 +30,32 @@ ROUTES = ["onChat", "onAdd", "onLeave"]
 SERVER_IDS = ["gate-1", "connector-1", "connector-2", "chat-1", "chat-2"]
 CONNECTORS = ["connector-1", "connector-2"]
 CHATS = ["chat-1", "chat-2"]
+# The demo's protobuf schemas, as etc/cluster.ini turns them on.
+PROTOS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples", "chat", "config")
 
 # Names and rooms chosen so that users land on both connectors and rooms on
 # both chat servers; ChatTests.test_spread checks that they do.
 LOBBY, GARDEN = "lobby", "garden"
 
 
-def chat_cluster(client_ports, node_ports=None):
+def chat_cluster(client_ports, node_ports=None, drain_timeout=0.0):
     """
     The demo's topology in small: a gate, two connectors, two chat servers.
 
     @param client_ports: the client ports of C{gate-1}, C{connector-1} and C{connector-2}.
     @param node_ports: the node port of each server, in L{SERVER_IDS} order; 0 when not given.
+    @param drain_timeout: the cluster's (0: a stopping server does not wait).
     """
     node_ports = node_ports or [0] * len(SERVER_IDS)
     ports = dict(zip(SERVER_IDS, node_ports))
     return cluster_config(
-        frontend("gate-1", "gate", client_ports[0], ports["gate-1"]),
-        frontend("connector-1", "connector", client_ports[1], ports["connector-1"]),
-        frontend("connector-2", "connector", client_ports[2], ports["connector-2"]),
+        frontend("gate-1", "gate", client_ports[0], ports["gate-1"], protos_dir=PROTOS),
+        frontend("connector-1", "connector", client_ports[1], ports["connector-1"], protos_dir=PROTOS),
+        frontend("connector-2", "connector", client_ports[2], ports["connector-2"], protos_dir=PROTOS),
         backend("chat-1", "chat", ports["chat-1"]),
         backend("chat-2", "chat", ports["chat-2"]),
         extra_routes=ROUTES,
+        drain_timeout=drain_timeout,
     )
 
 
@@ -101,13 +107,18 @@ EXPECTED = {
 }
 
 
-class ChatTests(SynchronousTestCase):
+class ChatClusterMixin:
     """
-    The chat example in a L{MemoryCluster}.
+    The chat example's cluster in a L{MemoryCluster}, and users acting in it.
+
+    @ivar drain_timeout: the cluster's.
     """
 
+    drain_timeout = 0.0
+
     def setUp(self):
-        self.cluster = MemoryCluster(chat_cluster([3014, 3050, 3051]), discover(PLUGINS))
+        self.cluster = MemoryCluster(chat_cluster([3014, 3050, 3051], drain_timeout=self.drain_timeout),
+                                     discover(PLUGINS))
         self.cluster.start()
         self.addCleanup(self.cluster.stop)
         self.by_port = {self.cluster.apps[i].server.client_port: i for i in CONNECTORS}
@@ -176,6 +187,19 @@ class ChatTests(SynchronousTestCase):
         servers = [self.cluster.apps[i].server for i in CHATS]
         return self.cluster.apps[dispatch(rid, servers).id]
 
+    def chat_apps(self, rid):
+        """
+        The chat server of room C{rid} and the other one.
+        """
+        home = self.chat_app(rid)
+        return home, self.cluster.apps[next(i for i in CHATS if i != home.server_id)]
+
+
+class ChatTests(ChatClusterMixin, SynchronousTestCase):
+    """
+    The chat example in a L{MemoryCluster}.
+    """
+
     def test_spread(self):
         """
         The gate sends each name to the connector C{dispatch(name, connectors)}
@@ -201,6 +225,24 @@ class ChatTests(SynchronousTestCase):
         self.run_script()
         self.assertEqual(self.pushes, EXPECTED)
         self.assertEqual(expected_after(len(SCRIPT) - 1), EXPECTED)
+
+    def test_protobuf(self):
+        """
+        The frontends speak the demo's protobuf schemas (C{examples/chat/config},
+        as C{etc/cluster.ini} has them): the handshake carries them, a send
+        goes in protobuf and its C{onChat} push comes back in protobuf.
+        """
+        self.enter("ann@lobby")
+        client = self.clients["ann@lobby"]
+        protos = client.handshake["sys"]["protos"]
+        self.assertEqual((list(protos["client"]), list(protos["server"])), (["chat.chatHandler.send"], ["onChat"]))
+        seen = []
+        data = client._data
+        client._data = lambda chunk: (seen.append(chunk), data(chunk))
+        self.assertEqual(self.say("ann@lobby", "hi"), {})
+        [push] = [m for kind, body in package.PackageDecoder().feed(b"".join(seen)) if kind == package.DATA
+                  for m in [message.decode(body, client._code_to_route)] if m.type == message.PUSH]
+        self.assertEqual((push.route, push.body), ("onChat", bytes.fromhex("0a 02 68 69 12 03 61 6e 6e 1a 01 2a")))
 
     def test_roomOnOneChatServer(self):
         """
@@ -264,22 +306,26 @@ class ChatTests(SynchronousTestCase):
 
     def test_chatServerRestart(self):
         """
-        Rooms live only in their chat server's memory, as in the demo: while
-        a room's chat server is down its users' messages go to the other
-        chat server, which does not know the room, and answer C{{"code": 500,
-        "message": "not in a room"}}; after a restart the room is gone, and so
-        are its members; leaving it then tells nobody.
+        Rooms follow routing: while a room's chat server is down its users'
+        messages go to the other chat server, which rebuilds the room from
+        the connectors' sessions and pushes to every member; once the room's
+        server is back the room is on it again, the other has dropped its
+        copy, and leaving the room tells the others.
         """
         self.enter("alice@lobby")
         self.enter("carol@lobby")
-        home = self.chat_app(LOBBY).server_id
-        self.cluster.kill(home)
-        self.assertEqual(self.say("alice@lobby", "anyone?"), {"code": 500, "message": "not in a room"})
-        self.cluster.start(home)
-        self.assertEqual(self.cluster.apps[home].channels.channels, [])
-        self.assertEqual(self.say("alice@lobby", "anyone?"), {"code": 500, "message": "not in a room"})
+        home, other = self.chat_apps(LOBBY)
+        self.cluster.kill(home.server_id)
+        self.assertEqual(self.say("alice@lobby", "anyone?"), {})
+        self.assertEqual(other.channels.get_channel(LOBBY).get_members(), ["alice*lobby", "carol*lobby"])
+        self.cluster.start(home.server_id)
+        self.assertEqual(other.channels.channels, [])
+        self.assertEqual(self.say("carol@lobby", "back?"), {})
+        self.assertEqual(self.cluster.apps[home.server_id].channels.channels, [LOBBY])
         self.quit("carol@lobby")
-        self.assertEqual(self.pushes["alice@lobby"], [added("carol")])
+        self.assertEqual(self.pushes["alice@lobby"],
+                         [added("carol"), chat("anyone?", "alice"), chat("back?", "carol"), left("carol")])
+        self.assertEqual(self.pushes["carol@lobby"], [chat("anyone?", "alice"), chat("back?", "carol")])
 
     def test_badEnter(self):
         """

@@ -509,6 +509,23 @@ class AvailabilityTests(SynchronousTestCase):
         self.cluster.start("area-1")
         self.assertServedBy("area-1")
 
+    def test_linkBackWhenPeerLinks(self):
+        """
+        A link waiting out its reconnection backoff connects at once when
+        the peer links to this server: the peer is back, so it is routed to
+        without waiting up to 5 s.
+        """
+        self.cluster.kill("area-1")
+        self.cluster.advance(20)
+        link = self.app.node.links["area-1"]
+        self.assertFalse(link.up)
+        app = self.cluster.apps["area-1"]
+        app.privilegedStartService()
+        app.startService()
+        self.cluster.flush()
+        self.assertTrue(link.up)
+        self.assertServedBy("area-1")
+
     def test_health(self):
         """
         A backend that stops answering is routed around; once it answers

@@ -481,7 +481,7 @@ class ProblemTests(ConfigTestCase):
         """
         path, problems = self.problems(MINIMAL + "\n[game]\nname = x\n")
         self.assertEqual(
-            problems, [f"{path} [game]: unknown section (expected cluster, frontend or server:<id>)"]
+            problems, [f"{path} [game]: unknown section (expected cluster, frontend, http or server:<id>)"]
         )
 
     def test_serverWithoutId(self) -> None:
@@ -489,7 +489,7 @@ class ProblemTests(ConfigTestCase):
         C{[server:]} has no id and is an unknown section.
         """
         self.assertProblem(MINIMAL + "\n[server:]\ntype = x\n", "[server:]",
-                           "unknown section (expected cluster, frontend or server:<id>)")
+                           "unknown section (expected cluster, frontend, http or server:<id>)")
 
     def test_missingCluster(self) -> None:
         """
@@ -566,6 +566,20 @@ class ProblemTests(ConfigTestCase):
         """
         path, problems = self.problems(MINIMAL.replace("client_port = 3014", "client_port = abc"))
         self.assertEqual(problems, [f"{path} [server:gate-1] client_port: not a port number: 'abc'"])
+
+    def test_drainTimeout(self) -> None:
+        """
+        C{drain_timeout} is 10 s unless set; 0 (no drain) is allowed, a
+        negative time or a word is not.
+        """
+        self.assertEqual(self.load(MINIMAL).drain_timeout, 10.0)
+        self.assertEqual(self.load(MINIMAL.replace("name = chat", "name = chat\ndrain_timeout = 0")).drain_timeout, 0.0)
+        self.assertEqual(self.load(MINIMAL.replace("name = chat", "name = chat\ndrain_timeout = 2.5")).drain_timeout,
+                         2.5)
+        self.assertProblem(MINIMAL.replace("name = chat", "name = chat\ndrain_timeout = -1"),
+                           "[cluster] drain_timeout", "must not be negative, not -1.0")
+        self.assertProblem(MINIMAL.replace("name = chat", "name = chat\ndrain_timeout = soon"),
+                           "[cluster] drain_timeout", "not a number of seconds: 'soon'")
 
     def test_negativeHeartbeat(self) -> None:
         """
@@ -786,3 +800,227 @@ class ProblemTests(ConfigTestCase):
         ]
         self.assertEqual(error.problems, expected)
         self.assertEqual(str(error), "\n".join(expected))
+
+
+class MetricsPortTests(ConfigTestCase):
+    """
+    C{metrics_port} of a server, or C{[cluster] metrics_port_base} plus its
+    place in the file, resolved at load into L{ServerConfig.metrics_port}.
+    """
+
+    def ports(self, text: str) -> dict[str, int]:
+        return {server.id: server.metrics_port for server in self.load(text).servers}
+
+    def test_off(self) -> None:
+        """
+        Without either key, metrics are off: every server's port is 0.
+        """
+        self.assertEqual(set(self.ports(FULL).values()), {0})
+
+    def test_base(self) -> None:
+        """
+        Server N in file order (from 0) gets the base plus N.
+        """
+        text = FULL.replace("name = chat\n", "name = chat\nmetrics_port_base = 9100\n")
+        self.assertEqual(self.ports(text), {"gate-1": 9100, "connector-1": 9101, "connector-2": 9102,
+                                            "chat-1": 9103, "chat-2": 9104})
+
+    def test_own(self) -> None:
+        """
+        A server's own C{metrics_port} overrides the base, and 0 turns its metrics off.
+        """
+        text = (FULL.replace("name = chat\n", "name = chat\nmetrics_port_base = 9100\n")
+                .replace("node_port = 6050\n", "node_port = 6050\nmetrics_port = 9200\n")
+                .replace("node_port = 6051\n", "node_port = 6051\nmetrics_port = 0\n"))
+        self.assertEqual(self.ports(text), {"gate-1": 9100, "connector-1": 9101, "connector-2": 9102,
+                                            "chat-1": 9200, "chat-2": 0})
+
+    def test_badPort(self) -> None:
+        """
+        A metrics port must be a port number.
+        """
+        self.assertProblem(MINIMAL + "metrics_port = 70000\n", "[server:gate-1] metrics_port",
+                           "port 70000 is outside 1-65535")
+        self.assertProblem(MINIMAL.replace("secret = s\n", "secret = s\nmetrics_port_base = x\n"),
+                           "[cluster] metrics_port_base", "not a port number: 'x'")
+
+    def test_baseOutOfRange(self) -> None:
+        """
+        A base that takes a server past 65535 is reported at that server.
+        """
+        text = FULL.replace("name = chat\n", "name = chat\nmetrics_port_base = 65534\n")
+        path, problems = self.problems(text)
+        self.assertEqual(problems, [
+            f"{path} [server:connector-2] metrics_port: metrics_port_base 65534 + 2 = 65536 is outside 1-65535",
+            f"{path} [server:chat-1] metrics_port: metrics_port_base 65534 + 3 = 65537 is outside 1-65535",
+            f"{path} [server:chat-2] metrics_port: metrics_port_base 65534 + 4 = 65538 is outside 1-65535",
+        ])
+
+    def test_clash(self) -> None:
+        """
+        Metrics ports join the port-clash check: one from the base that is
+        another server's client port is reported.
+        """
+        text = FULL.replace("name = chat\n", "name = chat\nmetrics_port_base = 3013\n")
+        path, problems = self.problems(text)
+        self.assertEqual(problems, [
+            f"{path} [server:connector-1] metrics_port: port 3014 is also [server:gate-1] client_port",
+        ])
+
+
+class HttpKeysTests(ConfigTestCase):
+    """
+    The C{http_*} keys of a server, over those of C{[http]}, resolved at
+    load into L{ServerConfig.http}.
+    """
+
+    def test_off(self) -> None:
+        """
+        Without C{http_port}, a server serves no HTTP, with the default limits.
+        """
+        self.assertEqual({server.http for server in self.load(FULL).servers}, {config.HttpOptions()})
+
+    def test_defaultsAndOwn(self) -> None:
+        """
+        C{[http]} sets every server's defaults; a server's own keys win; a
+        backend serves HTTP as well as a frontend; certificate paths are
+        relative to the file.
+        """
+        text = (FULL + "\n[http]\nhttp_max_body_size = 500\nhttp_request_timeout = 5\nhttp_tls_cert = c.pem\n"
+                "http_tls_key = c.key\n")
+        text = text.replace("client_port = 3014\n", "client_port = 3014\nhttp_port = 3002\nhttp_max_body_size = 9\n")
+        text = text.replace("node_port = 6050\n", "node_port = 6050\nhttp_port = 8080\nhttp_host = 0.0.0.0\n"
+                            "http_max_connections = 3\nhttp_max_header_size = 4000\n")
+        loaded = self.load(text)
+        gate, chat = loaded.server("gate-1").http, loaded.server("chat-1").http
+        here = os.path.dirname(os.path.abspath(loaded.path))
+        self.assertEqual(gate, config.HttpOptions(3002, "", os.path.join(here, "c.pem"), os.path.join(here, "c.key"),
+                                                  9, 16 * 1024, 5.0, 1000))
+        self.assertEqual((chat.port, chat.host, chat.max_body_size, chat.max_connections, chat.max_header_size),
+                         (8080, "0.0.0.0", 500, 3, 4000))
+        self.assertEqual(loaded.server("chat-2").http.port, 0)
+
+    def test_bad(self) -> None:
+        """
+        Each key is checked; http_port only in a server's section.
+        """
+        self.assertProblem(MINIMAL + "http_port = 70000\n", "[server:gate-1] http_port", "port 70000 is outside 1-65535")
+        self.assertProblem(MINIMAL + "http_max_body_size = 0\n", "[server:gate-1] http_max_body_size",
+                           "must be at least 1, not 0")
+        self.assertProblem(MINIMAL + "\n[http]\nhttp_request_timeout = 0\n", "[http] http_request_timeout",
+                           "must be more than 0")
+        self.assertProblem(MINIMAL + "\n[http]\nhttp_port = 80\n", "[http] http_port", "unknown key")
+
+    def test_tlsTogether(self) -> None:
+        """
+        A certificate without its key is a problem.
+        """
+        self.assertProblem(MINIMAL + "http_port = 3002\nhttp_tls_cert = c.pem\n", "[server:gate-1] http_tls_key",
+                           "http_tls_cert and http_tls_key go together")
+
+    def test_clash(self) -> None:
+        """
+        HTTP ports join the port-clash check.
+        """
+        self.assertProblem(MINIMAL + "http_port = 3014\n", "[server:gate-1] http_port",
+                           "port 3014 is also [server:gate-1] client_port")
+
+    def test_spec(self) -> None:
+        """
+        A server's HTTP options go through its spec and back.
+        """
+        text = MINIMAL + "http_port = 3002\nhttp_request_timeout = 4\n"
+        loaded = self.load(text)
+        server = loaded.server("gate-1")
+        spec = config.server_spec(server)
+        self.assertEqual((spec["http_port"], spec["http_request_timeout"]), (3002, 4.0))
+        self.assertEqual(config.server_from_spec(spec, loaded), server)
+
+
+class ProtobufConfigTests(ConfigTestCase):
+    """
+    C{protos_dir} (in C{[frontend]} or a frontend's section) and the
+    C{[cluster]} C{dictionary} file, paths relative to the cluster file.
+    """
+
+    def setUp(self) -> None:
+        self.base = os.path.abspath(self.mktemp())
+        os.makedirs(self.base)
+
+    def write(self, text: str) -> str:
+        path = os.path.join(self.base, "cluster.ini")
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(dedent(text))
+        return path
+
+    def file(self, name: str, content: str) -> str:
+        """
+        Write C{content} to C{name} beside the cluster file (directories made); its absolute path.
+        """
+        path = os.path.join(self.base, name)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(content)
+        return path
+
+    def test_protosDir(self) -> None:
+        """
+        C{protos_dir} is made absolute from the cluster file's directory; a
+        frontend's own overrides C{[frontend]}'s.
+        """
+        self.file("protos/serverProtos.json", '{"onChat": {"required string msg": 1}}')
+        self.file("gate-protos/clientProtos.json", "{}")
+        with_frontend = MINIMAL.replace("secret = s\n", "secret = s\n\n[frontend]\nprotos_dir = protos\n")
+        cluster = self.load(with_frontend + "protos_dir = gate-protos\n")
+        self.assertEqual(cluster.server("gate-1").options.protos_dir, os.path.join(self.base, "gate-protos"))
+        cluster = self.load(with_frontend)
+        self.assertEqual(cluster.server("gate-1").options.protos_dir, os.path.join(self.base, "protos"))
+
+    def test_badProtosDir(self) -> None:
+        """
+        A directory with neither file, or a schema that does not compile, is
+        one problem naming the key and the file.
+        """
+        self.assertProblem(MINIMAL + "protos_dir = nothing\n", "[server:gate-1] protos_dir",
+                           f"{self.base}/nothing has neither clientProtos.json nor serverProtos.json")
+        bad = self.file("bad/serverProtos.json", '{"onChat": {"required Thing a": 1}}')
+        path, problems = self.problems(MINIMAL.replace("secret = s\n", "secret = s\n\n[frontend]\nprotos_dir = bad\n"))
+        self.assertEqual(problems, [f"{path} [frontend] protos_dir: {bad}: onChat: field 'a' has unknown type 'Thing'"])
+
+    def test_sameSchemas(self) -> None:
+        """
+        A route's server schema that differs between two frontends' protos
+        is a problem at the second; a route only one of them has is not.
+        """
+        self.file("a/serverProtos.json", '{"onChat": {"required string msg": 1}, "onA": {}}')
+        self.file("b/serverProtos.json", '{"onChat": {"required string text": 1}, "onB": {}}')
+        text = (MINIMAL.replace("secret = s\n", "secret = s\n\n[frontend]\nprotos_dir = a\n")
+                + "\n[server:gate-2]\ntype = gate\nhost = 127.0.0.1\nnode_port = 4011\nfrontend = true\n"
+                "client_port = 3015\nprotos_dir = b\n")
+        path, problems = self.problems(text)
+        self.assertEqual(problems, [f"{path} [server:gate-2] protos_dir: onChat has another schema than in "
+                                    "[server:gate-1]'s serverProtos.json"])
+        self.file("b/serverProtos.json", '{"onChat": {"required string msg": 1}, "onB": {}}')
+        self.assertEqual(len(self.load(text).servers), 2)
+
+    def test_dictionary(self) -> None:
+        """
+        The routes of C{dictionary} come before C{extra_routes}; an empty
+        object (as Pomelo's demo ships) is no route.
+        """
+        self.file("dictionary.json", '["onAdd", "onLeave"]')
+        self.file("empty.json", "{}")
+        text = MINIMAL.replace("secret = s\n", "secret = s\ndictionary = dictionary.json\nextra_routes = onChat\n")
+        self.assertEqual(self.load(text).extra_routes, ("onAdd", "onLeave", "onChat"))
+        self.assertEqual(self.load(MINIMAL.replace("secret = s\n", "secret = s\ndictionary = empty.json\n"))
+                         .extra_routes, ())
+
+    def test_badDictionary(self) -> None:
+        """
+        A dictionary file that is missing or not an array of routes is a problem.
+        """
+        bad = self.file("bad.json", '{"onChat": 1}')
+        self.assertProblem(MINIMAL.replace("secret = s\n", "secret = s\ndictionary = bad.json\n"),
+                           "[cluster] dictionary", f"{bad} is not a JSON array of routes")
+        self.assertProblem(MINIMAL.replace("secret = s\n", "secret = s\ndictionary = none.json\n"),
+                           "[cluster] dictionary", f"cannot read {self.base}/none.json: No such file or directory")

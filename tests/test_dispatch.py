@@ -149,6 +149,21 @@ class DispatchTests(SynchronousTestCase):
         self.dispatcher.fallback = lambda route: (lambda msg, session: route) if route.startswith("chat.") else None
         self.assertEqual(self.dispatch("chat.h.m", {}), [(1, "chat.h.m")])
 
+    def test_madeUpForwardedRoutesNotCached(self):
+        """
+        A forwarded route the cluster serves keeps its plan; routes a client
+        made up are served by the fallback too, but a flood of them leaves
+        the dispatcher's and the hooks' caches as they were.
+        """
+        self.dispatcher.known_routes = {"chat.h.m"}
+        self.dispatcher.fallback = lambda route: (lambda msg, session: route) if route.startswith("chat.") else None
+        self.dispatch("chat.h.m", {})
+        for n in range(500):
+            self.dispatch(f"chat.h.m{n}", {}, id=n + 2)
+        self.assertEqual(self.responder.answers[-1], (501, "chat.h.m499"))
+        self.assertEqual(set(self.dispatcher._plans), {"chat.h.m"})
+        self.assertEqual(set(self.hooks._cache), {"chat.h.m"})
+
 
 async def _raise(error):
     raise error

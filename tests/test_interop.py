@@ -35,6 +35,11 @@ HANDLER_ROUTES = {
     "connector.game.kickme",
 }
 KICK_REASON = "kicked by gamenet: interop done"
+ECHO = {"required string text": 1, "repeated uInt32 n": 2}
+CLIENT_PROTOS = {"connector.game.echo": ECHO, "connector.game.upper": {"required string text": 1},
+                 "connector.game.note": {"required string note": 1}}
+SERVER_PROTOS = {"connector.game.echo": ECHO, "connector.game.upper": {"required string upper": 1},
+                 "onChat": {"required string from": 1, "required uInt32 n": 2}}
 
 
 class Game(Handler):
@@ -80,7 +85,8 @@ class PomeloClientInteropTests(TestCase):
     """
     The Node client's conversation with a WebSocket frontend, heartbeat 1 second,
     whose route dictionary has the handler routes and the push route C{onChat}
-    (but not C{onRaw}).
+    (but not C{onRaw}), and whose protobuf schemas (L{CLIENT_PROTOS},
+    L{SERVER_PROTOS}) cover some routes and not others.
     """
 
     timeout = 90
@@ -91,8 +97,13 @@ class PomeloClientInteropTests(TestCase):
             install(INTEROP, npm)
         except RuntimeError as e:
             self.fail(str(e))
+        protos = os.path.abspath(self.mktemp())
+        os.makedirs(protos)
+        for name, schemas in (("clientProtos.json", CLIENT_PROTOS), ("serverProtos.json", SERVER_PROTOS)):
+            with open(os.path.join(protos, name), "w", encoding="utf-8") as f:
+                json.dump(schemas, f)
         cluster = cluster_config(
-            frontend("connector-1", "connector", heartbeat=1),
+            frontend("connector-1", "connector", heartbeat=1, protos_dir=protos),
             extra_routes=["onChat"],
         )
         self.game = Game()
@@ -193,13 +204,33 @@ class PomeloClientInteropTests(TestCase):
             pushes,
             [
                 {"event": "push", "route": "onChat", "compressed": True, "code": hs["dict"]["onChat"], "type": 3,
-                 "body": {"from": "gamenet", "n": 7}},
+                 "body": {"from": "gamenet", "n": 7}, "protobuf": True},
                 {"event": "push", "route": "onRaw", "compressed": False, "code": None, "type": 3,
-                 "body": {"raw": 8}},
+                 "body": {"raw": 8}, "protobuf": False},
             ],
         )
         order = [(e["event"], e.get("route")) for e in events if e["event"] in ("push", "response")]
         self.assertLess(order.index(("push", "onRaw")), order.index(("response", "connector.game.pushme")))
+
+    async def test_protobuf(self) -> None:
+        """
+        The handshake carries the parsed schemas with C{useProto}; the client
+        (with npm pinus-protobuf) sends the bodies of the routes in
+        C{protos.client} in protobuf and gamenet's handlers get the values
+        (checked in L{test_requests}); gamenet answers and pushes the routes
+        of C{protos.server} in protobuf, and the rest in JSON.
+        """
+        events = await self.converse()
+        [hs] = self.of(events, "handshake")
+        self.assertIs(hs["sys"]["useProto"], True)
+        self.assertEqual(hs["sys"]["protos"], self.app.frontend.protos.handshake)
+        sent = {e["route"]: e["protobuf"] for e in self.of(events, "sent") if e["type"] in ("request", "notify")}
+        self.assertEqual(sent, {"connector.game.echo": True, "connector.game.upper": True,
+                                "connector.game.note": True, "connector.game.pushme": False,
+                                "connector.game.kickme": False})
+        answers = {e["route"]: e["protobuf"] for e in self.of(events, "response")}
+        self.assertEqual(answers, {"connector.game.echo": True, "connector.game.upper": True,
+                                   "connector.game.pushme": False, "connector.game.kickme": False})
 
     async def test_heartbeatKickClose(self) -> None:
         """

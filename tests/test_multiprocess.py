@@ -47,7 +47,7 @@ FRONTENDS = ("gate-1", "connector-1", "connector-2")
 SERVERS = (*FRONTENDS, *AREAS)
 
 
-def cluster_text(ports: dict[str, int]) -> str:
+def cluster_text(ports: dict[str, int], drain_timeout: float = 0.0) -> str:
     """
     The cluster file: C{ports} has C{master}, C{<id>.node} and C{<id>.client}.
     """
@@ -60,6 +60,7 @@ def cluster_text(ports: dict[str, int]) -> str:
         "master_host = 127.0.0.1\n"
         f"master_port = {ports['master']}\n"
         f"rpc_timeout = {RPC_TIMEOUT:g}\n"
+        f"drain_timeout = {drain_timeout:g}\n"
     )
     for server in SERVERS:
         server_type = server.rsplit("-", 1)[0]
@@ -98,9 +99,12 @@ def default_area(frontend: str, session_id: int) -> str:
 class ClusterTestCase(TestCase):
     """
     Starts the master with a fresh cluster file, and waits until the cluster serves.
+
+    @ivar drain_timeout: the cluster's; 0 (no drain) unless a test is about it.
     """
 
     timeout = 60
+    drain_timeout = 0.0
 
     async def setUp(self) -> None:
         self.directory = os.path.abspath(self.mktemp())
@@ -109,7 +113,7 @@ class ClusterTestCase(TestCase):
         self.ports = dict(zip(names, free_ports(len(names))))
         self.config = os.path.join(self.directory, "cluster.ini")
         with open(self.config, "w", encoding="utf-8") as f:
-            f.write(cluster_text(self.ports))
+            f.write(cluster_text(self.ports, self.drain_timeout))
         self.log_path = os.path.join(self.directory, "master.log")
         with open(self.log_path, "wb") as out:
             self.master = subprocess.Popen(

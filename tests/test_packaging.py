@@ -193,14 +193,17 @@ class WheelTests(SynchronousTestCase):
 
     def test_files(self) -> None:
         """
-        The wheel has gamenet and the twistd plugin module, and nothing that
-        would shadow Twisted's own C{twisted} or C{twisted.plugins} packages.
+        The wheel has gamenet, the master's dashboard page and the twistd
+        plugin module, and nothing that would shadow Twisted's own
+        C{twisted} or C{twisted.plugins} packages.
         """
         with zipfile.ZipFile(wheel()) as archive:
             names = archive.namelist()
         self.assertIn("twisted/plugins/gamenet_plugin.py", names)
         self.assertIn("gamenet/__init__.py", names)
         self.assertIn("gamenet/tap.py", names)
+        for page in ("index.html", "dashboard.js", "dashboard.css"):
+            self.assertIn(f"gamenet/admin/dashboard/{page}", names)
         self.assertNotIn("twisted/__init__.py", names)
         self.assertNotIn("twisted/plugins/__init__.py", names)
         self.assertEqual([name for name in names if name.endswith("dropin.cache")], [])

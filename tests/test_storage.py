@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import attrs
 from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
 from gamenet import Handler, IStorageHandler, handler, storage_handler
-from gamenet.storage import MemoryStorage
+from gamenet.storage import MemoryStorage, choose_storage
 from gamenet.testing import MemoryCluster, backend, cluster_config, frontend
 
 
@@ -383,3 +384,24 @@ class FailingStorageTests(Base):
         """
         error = self.assertRaises(ValueError, make_cluster, storage="nowhere")
         self.assertIn("nowhere", str(error))
+
+
+class ChooseStorageTests(SynchronousTestCase):
+    """
+    L{choose_storage}, which the Application asks for its frontends' storage.
+    """
+
+    def test_choices(self):
+        """
+        C{memory} is the process's shared memory storage, a plugin's name its
+        object; a plugin that is not an L{IStorageHandler} is a TypeError
+        naming it, an unknown name a ValueError.
+        """
+        config = cluster_config(frontend("connector-1", "connector"))
+        self.assertIsInstance(choose_storage(config, [], None, Clock()), MemoryStorage)
+        plugins = [storage_handler(FLAKY, "flaky"), storage_handler(object(), "broken")]
+        self.assertIs(choose_storage(attrs.evolve(config, storage="flaky"), plugins, None, Clock()), FLAKY)
+        error = self.assertRaises(TypeError, choose_storage, attrs.evolve(config, storage="broken"), plugins, None,
+                                  Clock())
+        self.assertIn("storage 'broken'", str(error))
+        self.assertRaises(ValueError, choose_storage, attrs.evolve(config, storage="nowhere"), plugins, None, Clock())

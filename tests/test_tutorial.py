@@ -7,14 +7,16 @@ from __future__ import annotations
 
 import os
 
+import attrs
+import treq
 from twisted.internet import reactor
 from twisted.trial.unittest import TestCase
 
 from examples.tutorial.plugins.counter import counter
 from gamenet.client import Client
-from gamenet.config import load
+from gamenet.config import HttpOptions, load
 from gamenet.plugins import discover
-from gamenet.testing import client_port, cluster_config, frontend, start_server
+from gamenet.testing import client_port, cluster_config, free_ports, frontend, start_server
 
 CLUSTER_FILE = os.path.join(os.path.dirname(__file__), "..", "examples", "tutorial", "cluster.ini")
 
@@ -89,6 +91,38 @@ class CounterTests(TestCase):
             {"uid": "bob", "count": 4},
         )
         self.assertEqual(await first.closed, "replaced")
+
+
+class HttpTests(TestCase):
+    """
+    The totals over HTTP, beside the game.
+    """
+
+    async def setUp(self):
+        (self.http_port,) = free_ports(1)
+        server = attrs.evolve(frontend("connector-1", "connector"), http=HttpOptions(port=self.http_port))
+        self.app = await start_server(cluster_config(server, extra_routes=["onCount"]), "connector-1", [counter])
+        self.addCleanup(self.app.stopService)
+
+    async def get(self, path):
+        response = await treq.get(f"http://127.0.0.1:{self.http_port}{path}", persistent=False, timeout=30)
+        return response.code, await response.json()
+
+    async def test_totals(self):
+        """
+        C{GET /totals} lists the best totals and who is online;
+        C{GET /totals/<name>} one total, 404 for a stranger.
+        """
+        for name, n in (("ann", 3), ("bob", 5)):
+            client = await Client.connect(reactor, "127.0.0.1", client_port(self.app))
+            self.addCleanup(client.close)
+            await client.request("connector.counterHandler.login", {"name": name})
+            client.notify("connector.counterHandler.add", {"n": n})
+            await client.request("connector.counterHandler.count")
+        self.assertEqual(await self.get("/totals?limit=1"), (200, {"top": [{"name": "bob", "count": 5}], "online": 2}))
+        self.assertEqual(await self.get("/totals/ann"), (200, {"name": "ann", "count": 3}))
+        self.assertEqual(await self.get("/totals/cid"), (404, {"code": 404, "message": "no player cid"}))
+        self.assertEqual((await self.get("/totals?limit=x"))[0], 400)
 
 
 class ClusterFileTests(TestCase):

@@ -56,8 +56,8 @@ def environ() -> dict[str, str]:
 
 # Keys whose values are ports to replace with free ones, and keys whose values
 # are paths relative to the cluster file's directory.
-_PORT_KEYS = ("master_port", "node_port", "client_port", "web_port")
-_PATH_KEYS = ("web_root", "tls_cert", "tls_key")
+_PORT_KEYS = ("master_port", "admin_port", "node_port", "client_port", "web_port", "http_port")
+_PATH_KEYS = ("web_root", "tls_cert", "tls_key", "protos_dir", "dictionary", "crons")
 
 
 def default_cluster(directory: str) -> tuple[str, dict[str, tuple[str, int]], dict[str, int]]:
@@ -76,6 +76,12 @@ def default_cluster(directory: str) -> tuple[str, dict[str, tuple[str, int]], di
     ports = dict(zip((f"{section} {key}" for section, key in wanted), free_ports(len(wanted))))
     for section, key in wanted:
         parser[section][key] = str(ports[f"{section} {key}"])
+    if parser["cluster"].pop("metrics_port_base", None) is not None:
+        # Each server's metrics on a free port of its own, not on base + N.
+        servers = [section for section in parser.sections() if section.startswith("server:")]
+        for section, port in zip(servers, free_ports(len(servers))):
+            parser[section]["metrics_port"] = str(port)
+            ports[f"{section} metrics_port"] = port
     for section in parser.sections():
         for key in _PATH_KEYS:
             if parser[section].get(key):

@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING, Any
 
 from twisted.internet.defer import Deferred
 
+from ..errors import GamenetError, Unavailable
+
 if TYPE_CHECKING:
     from .service import ClusterNode
 
@@ -18,8 +20,10 @@ class BackendSession:
     """
     A copy of a frontend session, as a backend handler sees it.
 
-    C{get} and C{set} work on the copy; C{bind}, C{unbind}, C{push},
-    C{push_all}, C{send} and C{kick} act on the real session through its frontend.
+    C{get}, C{set}, C{import_settings} and C{set_settings} work on the copy;
+    C{bind}, C{unbind}, C{push}, C{push_all}, C{set_batch}, C{send}, C{kick},
+    C{close} and C{is_connected} act on the real session through its
+    frontend, and C{refresh} reads it again into the copy.
 
     @ivar id: the session's id on its frontend.
     @ivar frontend_id: the frontend holding the connection.
@@ -63,6 +67,55 @@ class BackendSession:
         Remove a setting from the copy.
         """
         self.settings.pop(key, None)
+
+    def import_settings(self, settings: dict[str, Any]) -> None:
+        """
+        Add C{settings} to the copy, its own values winning (mqant's C{ImportSettings}).
+        """
+        self.settings = {**settings, **self.settings}
+
+    def set_settings(self, settings: dict[str, Any]) -> None:
+        """
+        Make the copy's settings C{settings} (mqant's C{SetSettings}); C{push_all} sends them.
+        """
+        self.settings = dict(settings)
+
+    def set_batch(self, settings: dict[str, Any]) -> Deferred[None]:
+        """
+        Set several settings on the copy and on the real session, in one
+        call to its frontend (mqant's C{ToSetBatch}).
+        """
+        self.settings.update(settings)
+        return self.push(*settings)
+
+    def refresh(self) -> Deferred[BackendSession]:
+        """
+        Read the real session again into this copy: uid and settings, local
+        changes not pushed are lost (mqant's C{ToUpdate}).
+
+        @return: a Deferred firing with this session; it fails with a
+            L{GamenetError} (404) when the session is gone.
+        """
+        return self._service._sys(self.frontend_id, "get", self.id).addCallback(self._refreshed)
+
+    def _refreshed(self, data: dict[str, Any] | None) -> BackendSession:
+        if not data:
+            raise GamenetError(f"session {self.id} is gone from {self.frontend_id}", 404)
+        self.uid = data.get("uid")
+        self.settings = dict(data.get("settings") or {})
+        return self
+
+    def is_connected(self) -> Deferred[bool]:
+        """
+        Whether the client is still connected (mqant's C{ToConnected}).
+        """
+        return self._service.is_connected(self.frontend_id, self.id)
+
+    def close(self, reason: str = "closed by server") -> Deferred[None]:
+        """
+        Close the client's connection without a kick package (mqant's C{ToClose}).
+        """
+        return self._service.close(self.frontend_id, self.id, reason)
 
     def bind(self, uid: str) -> Deferred[None]:
         """
@@ -145,6 +198,64 @@ class BackendSessionService:
         return self._sys(frontend_id, "get_by_uid", uid).addCallback(
             lambda found: [BackendSession(data, self) for data in found]
         )
+
+    def find(self, key: str, value: Any, frontend_type: str | None = None) -> Deferred[list[BackendSession]]:
+        """
+        Copies of the live sessions, bound to a uid, whose setting C{key}
+        equals C{value}, on every frontend of the cluster (of
+        C{frontend_type} only, when given): one C{find} sys call per
+        frontend, all at once, results merged.
+
+        The answer is whole or it is an error, never silently partial. Every
+        frontend whose link is up is asked, answering or not (a call to a
+        hung one fails), and so is one whose link is down while membership
+        says it is up (the master saw it log in): it is asked once its link
+        comes up, and fails when that takes longer than C{rpc_timeout}.
+        A frontend whose link is down and that membership does not count is
+        not asked: its process is gone, and its sessions with it. (Without a
+        master, membership is the links themselves, so a frontend alive but
+        not linked to this server yet is not asked either.)
+
+        @return: a Deferred firing with the sessions, frontend by frontend
+            in registry order; it fails with L{Unavailable}, naming the
+            frontend and its error, when any frontend asked did not answer
+            (down, not answering within C{rpc_timeout}, or failing the call),
+            once every frontend asked has answered or failed.
+        """
+        return Deferred.fromCoroutine(self._find(key, value, frontend_type))
+
+    async def _find(self, key: str, value: Any, frontend_type: str | None) -> list[BackendSession]:
+        node = self._node
+        local_id = node.app.server_id
+        calls = {
+            server.id: self._find_on(server.id, key, value)
+            for server in node.app.registry
+            if server.frontend and frontend_type in (None, server.type) and (
+                server.id == local_id or server.id in node.membership
+                or (server.id in node.links and node.links[server.id].up)
+            )
+        }
+        found: list[BackendSession] = []
+        errors: list[str] = []
+        for frontend_id, d in calls.items():
+            try:
+                found.extend(BackendSession(data, self) for data in await d)
+            except Exception as e:
+                errors.append(f"{frontend_id}: {e}")
+        if errors:
+            raise Unavailable(f"cannot find the sessions with {key} = {value!r}: {'; '.join(errors)}")
+        return found
+
+    def _find_on(self, frontend_id: str, key: str, value: Any) -> Deferred[Any]:
+        # A frontend that membership counts but whose link is not up yet
+        # (this server, or that one, has just started) is waited for, up to
+        # the call timeout, rather than failed at once.
+        link = self._node.links.get(frontend_id)
+        if link is None or link.up:
+            return self._sys(frontend_id, "find", key, value)
+        link.retry_now()
+        return link.when_up(self._node.app.cluster.rpc_timeout).addCallback(
+            lambda _: self._sys(frontend_id, "find", key, value))
 
     def kick_by_sid(self, frontend_id: str, session_id: int, reason: str = "kick") -> Deferred[None]:
         """

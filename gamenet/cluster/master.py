@@ -15,7 +15,8 @@ from typing import Any, Callable
 
 from twisted.application.service import MultiService, Service
 from twisted.cred.portal import IRealm, Portal
-from twisted.internet.defer import Deferred, DeferredList
+from twisted.internet.defer import Deferred, DeferredList, TimeoutError, fail
+from twisted.internet.error import ProcessExitedAlready
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.runner.procmon import ProcessMonitor
@@ -24,7 +25,9 @@ from zope.interface import implementer
 
 from ..config import ClusterConfig, ServerConfig
 from ..connector.listener import ListenError, listen
-from .node import SecretChecker, node_tls_options
+from ..errors import GamenetError, Timeout, Unavailable
+from ..protocol import serializer
+from .node import CallFailed, SecretChecker, node_tls_options, remote_error
 
 log = Logger()
 
@@ -59,6 +62,14 @@ def child_command(cluster: ClusterConfig, server: ServerConfig, env: str | None)
     return args
 
 
+def child_environment() -> dict[str, str]:
+    """
+    The environment of a child: the master's, and the master's process id,
+    so that a child can tell when the master is gone.
+    """
+    return {**os.environ, PARENT_ENVIRONMENT: str(os.getpid())}
+
+
 _TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\dT\S+ ")
 
 
@@ -81,6 +92,11 @@ class Supervisor(ProcessMonitor):
     """
     A process monitor that knows which servers must not be restarted, and
     whose C{stopService} waits until its children have exited.
+
+    @ivar held: children stopped on purpose (by the admin service): not
+        restarted until L{start_process}.
+    @ivar process_listeners: called with C{(name, pid)} when a child starts
+        and C{(name, None)} when it exits.
     """
 
     minRestartDelay = 1
@@ -93,6 +109,8 @@ class Supervisor(ProcessMonitor):
         self.no_restart = no_restart
         self._exits: dict[str, list[Deferred[None]]] = {}
         self._stopping: set[str] = set()
+        self.held: set[str] = set()
+        self.process_listeners: list[Callable[[str, int | None], None]] = []
 
     def _monitoredProcessExited(self, name: str, reason: Failure | None = None) -> None:
         if name not in self.protocols:
@@ -106,7 +124,9 @@ class Supervisor(ProcessMonitor):
         super()._monitoredProcessExited(name, reason)
         delayed = self.restart.get(name)
         if delayed is not None and delayed.active():
-            if name in self.no_restart:
+            if name in self.held:
+                self.restart.pop(name).cancel()
+            elif name in self.no_restart:
                 self.restart.pop(name).cancel()
                 log.warn("server {name} is not restarted (auto_restart = false)", name=name)
             else:
@@ -114,6 +134,64 @@ class Supervisor(ProcessMonitor):
                          delay=max(0.0, delayed.getTime() - self._clock.seconds()))
         for d in self._exits.pop(name, []):
             d.callback(None)
+        self._tell(name, None)
+
+    def startProcess(self, name: str) -> None:
+        super().startProcess(name)
+        if name in self.protocols:
+            self._tell(name, self.pid(name))
+
+    def _tell(self, name: str, pid: int | None) -> None:
+        for listener in list(self.process_listeners):
+            try:
+                listener(name, pid)
+            except Exception:
+                log.failure("process listener failed")
+
+    def pid(self, name: str) -> int | None:
+        """
+        The process id of a running child, or C{None}.
+        """
+        return getattr(getattr(self.protocols.get(name), "transport", None), "pid", None)
+
+    def restart_pending(self, name: str) -> bool:
+        """
+        Whether a child that exited is to be restarted after its delay.
+        """
+        delayed = self.restart.get(name)
+        return delayed is not None and delayed.active()
+
+    def hold(self, name: str) -> None:
+        """
+        Restart a child no more when it exits (until L{start_process}), and
+        cancel its pending restart.
+        """
+        self.held.add(name)
+        delayed = self.restart.pop(name, None)
+        if delayed is not None and delayed.active():
+            delayed.cancel()
+
+    def start_process(self, name: str) -> None:
+        """
+        Start a child now: one that was held, or one waiting for its restart delay.
+        """
+        self.held.discard(name)
+        delayed = self.restart.pop(name, None)
+        if delayed is not None and delayed.active():
+            delayed.cancel()
+        self.startProcess(name)
+
+    def kill_process(self, name: str) -> None:
+        """
+        Kill a running child at once (C{SIGKILL}, no drain).
+        """
+        transport = getattr(self.protocols.get(name), "transport", None)
+        if transport is not None:
+            self._stopping.add(name)
+            try:
+                transport.signalProcess("KILL")
+            except ProcessExitedAlready:
+                pass
 
     def stop_processes(self, names: list[str]) -> Deferred[Any]:
         """
@@ -170,9 +248,12 @@ class _MembershipRealm:
 
 class MasterService(MultiService):
     """
-    Supervises this machine's servers and keeps the cluster's membership.
+    Supervises this machine's servers, keeps the cluster's membership and
+    makes control calls on its servers.
 
-    @ivar up: the ids of servers logged in to the master.
+    @ivar up: the servers logged in to the master, by id.
+    @ivar member_listeners: called with C{(server_id, logged_in)} when a
+        server logs in to the master or its link goes, after L{up} changed.
     """
 
     def __init__(self, cluster: ClusterConfig, env: str | None = None, reactor: Any = None,
@@ -183,14 +264,22 @@ class MasterService(MultiService):
         self.reactor = reactor
         self.cluster = cluster
         self.up: dict[str, _MemberAvatar] = {}
+        self.member_listeners: list[Callable[[str, bool], None]] = []
         hosts = local_hosts() if hosts is None else hosts
         self.env = env
         self.local = [server for server in cluster.servers if server.host in hosts]
         self.membership_here = bool(cluster.master_port) and cluster.master_host in hosts
         no_restart = {server.id for server in self.local if not server.auto_restart}
         self.supervisor = Supervisor(reactor, no_restart)
+        # A stopping server drains for up to drain_timeout before it exits.
+        self.supervisor.killTime = cluster.drain_timeout + 10
         self.supervisor.setServiceParent(self)
         self.port: Any = None
+        if cluster.admin_port:
+            # Imported here: gamenet.admin builds on this module.
+            from ..admin import AdminService
+
+            AdminService(self).setServiceParent(self)
 
     def privilegedStartService(self) -> None:
         super().privilegedStartService()
@@ -209,7 +298,7 @@ class MasterService(MultiService):
     def startService(self) -> None:
         # The children are told this process's id now, after twistd may have
         # forked into the background, so that they can tell when it is gone.
-        environment = {**os.environ, PARENT_ENVIRONMENT: str(os.getpid())}
+        environment = child_environment()
         for server in self.local:
             self.supervisor.addProcess(server.id, child_command(self.cluster, server, self.env), env=environment)
         log.info("master of cluster {name}: starting {ids}", name=self.cluster.name,
@@ -217,6 +306,9 @@ class MasterService(MultiService):
         super().startService()
 
     async def _stop(self) -> None:
+        if "admin" in self.namedServices:
+            # The admin API first: nothing acts on the servers while they stop.
+            await self.getServiceNamed("admin").stopService()
         if self.port is not None:
             await self.port.stopListening()
         # Frontends first, so that clients are kicked while backends still answer.
@@ -236,12 +328,58 @@ class MasterService(MultiService):
         self.up[avatar.server_id] = avatar
         log.info("server {server_id} is up", server_id=avatar.server_id)
         self._announce()
+        self._tell(avatar.server_id, True)
 
     def _left(self, avatar: _MemberAvatar) -> None:
         if self.up.get(avatar.server_id) is avatar:
             del self.up[avatar.server_id]
             log.info("server {server_id} is down", server_id=avatar.server_id)
             self._announce()
+            self._tell(avatar.server_id, False)
+
+    def _tell(self, server_id: str, logged_in: bool) -> None:
+        for listener in list(self.member_listeners):
+            try:
+                listener(server_id, logged_in)
+            except Exception:
+                log.failure("member listener failed")
+
+    def control(self, server_id: str, name: str, **kwargs: Any) -> Deferred[Any]:
+        """
+        Make a control call on a server logged in to the master (see
+        L{gamenet.cluster.control.ControlRemote} for the calls).
+
+        @return: a Deferred firing with the call's result; it fails with
+            L{GamenetError} (code 404) when the server is not logged in,
+            L{Timeout} when it does not answer within C{rpc_timeout},
+            L{Unavailable} when its link goes meanwhile, or with the
+            L{GamenetError} the call raised on the server (code 400 for an
+            unknown call or bad arguments).
+        """
+        avatar = self.up.get(server_id)
+        if avatar is None:
+            return fail(GamenetError(f"server {server_id} is not logged in to the master", 404))
+        try:
+            args = serializer.dumps(kwargs)
+        except (TypeError, ValueError) as e:
+            return fail(GamenetError(f"control call {name}: arguments are not JSON-able: {e}", 400))
+        timeout = self.cluster.rpc_timeout
+        d = avatar.mind.callRemote("control", name, args)
+        d.addTimeout(timeout, self.reactor)
+        return d.addCallbacks(serializer.loads, self._control_failed,
+                              errbackArgs=(server_id, name, timeout))
+
+    def _control_failed(self, failure: Failure, server_id: str, name: str, timeout: float) -> Any:
+        # PB may fail a call with a Failure whose value is another Failure.
+        while isinstance(failure.value, Failure):
+            failure = failure.value
+        if failure.check(TimeoutError):
+            raise Timeout(f"control call {name} on {server_id} timed out after {timeout:g}s")
+        if failure.check(CallFailed):
+            raise remote_error(str(failure.value).encode("utf-8"), server_id)
+        if failure.check(pb.PBConnectionLost, pb.DeadReferenceError):
+            raise Unavailable(f"server {server_id} went away during control call {name}")
+        return failure
 
     def _announce(self) -> None:
         ids = sorted(self.up)

@@ -99,6 +99,25 @@ class Inbox(Protocol):
         """
 
 
+def remote_error(payload: bytes, server_id: str) -> RemoteError:
+    """
+    The exception an L{error_payload} from C{server_id} stands for.
+    """
+    try:
+        info = serializer.loads(payload)
+        return RemoteError(info["message"], info["code"], info.get("type", ""), server_id)
+    except (ValueError, KeyError, TypeError):
+        return RemoteError("bad error result", 500, "", server_id)
+
+
+class CallFailed(pb.Error):
+    """
+    A call made through PB itself (not in a batch) failed: its message is
+    the L{error_payload} as text. A C{pb.Error}, so PB sends it back without
+    logging a traceback.
+    """
+
+
 class NodeRefused(UnauthorizedLogin, pb.Error):
     """
     A node login refused: a C{pb.Error}, so PB sends it back without logging
@@ -152,15 +171,18 @@ class _Avatar(pb.Avatar):
             except Exception as e:
                 d = fail(e)
             if d is not None:
+                self.server.in_flight += 1
                 d.addCallbacks(self._result, self._error, callbackArgs=(id,), errbackArgs=(id, kind))
 
     def _result(self, payload: bytes, id: int) -> None:
+        self.server.in_flight -= 1
         if len(payload) > MAX_RECORD:
             self._add(id, wire.ERROR, error_payload(GamenetError(f"result of {len(payload)} bytes is too large")))
         else:
             self._add(id, wire.OK, payload)
 
     def _error(self, failure: Failure, id: int, kind: int) -> None:
+        self.server.in_flight -= 1
         if not isinstance(failure.value, GamenetError):
             log.failure("call from {peer_id} failed on {server_id}", failure, peer_id=self.peer_id,
                         server_id=self.server.server_id)
@@ -203,12 +225,17 @@ class _Realm:
             no_delay(mind.broker.transport)
         self.server.peers.add(avatar)
         log.info("{server_id}: node link from {peer_id}", server_id=self.server.server_id, peer_id=avatar_id)
+        for listener in self.server.login_listeners:
+            listener(avatar_id)
         return pb.IPerspective, avatar, avatar.logout
 
 
 class NodeServer:
     """
     The listening half: the PB factory for a server's node port.
+
+    @ivar in_flight: the calls from peers being served now.
+    @ivar login_listeners: called with a peer's id each time it logs in.
     """
 
     def __init__(self, server_id: str, secret: str, known: Callable[[str], bool], inbox: Inbox, clock: Any) -> None:
@@ -216,6 +243,8 @@ class NodeServer:
         self.inbox = inbox
         self.clock = clock
         self.peers: set[_Avatar] = set()
+        self.in_flight = 0
+        self.login_listeners: list[Callable[[str], Any]] = []
         portal = Portal(_Realm(self), [SecretChecker(secret, known)])
         self.factory = pb.PBServerFactory(portal)
         self.factory.noisy = False
@@ -232,6 +261,18 @@ class _Receiver(pb.Referenceable):
         for listener in self.link.membership_listeners:
             listener([str(i) for i in ids])
 
+    def remote_control(self, name: str, args: bytes) -> Deferred[bytes]:
+        control = self.link.control
+        if control is None or not isinstance(name, str) or not isinstance(args, bytes):
+            return fail(CallFailed(error_payload(GamenetError("this link takes no control calls", 400)).decode()))
+        return control(name, args).addErrback(self._control_failed, name)
+
+    def _control_failed(self, failure: Failure, name: str) -> None:
+        if not isinstance(failure.value, GamenetError):
+            log.failure("control call {name} failed on {server_id}", failure, name=name,
+                        server_id=self.link.local_id)
+        raise CallFailed(error_payload(failure.value).decode())
+
 
 class NodeLink:
     """
@@ -246,6 +287,11 @@ class NodeLink:
         becomes available (up and healthy) or stops being so.
     @ivar membership_listeners: called with the ids of the servers up, when
         the peer is the master and announces them.
+    @ivar control: runs the master's control calls, C{control(name, args)}
+        with JSON bytes in and out, when the peer is the master (see
+        L{gamenet.cluster.control}); C{None} refuses them.
+    @ivar batch_sizes: told C{observe(calls)} of each batch sent, when set
+        (a L{gamenet.metrics.Distribution}).
     """
 
     def __init__(
@@ -270,6 +316,7 @@ class NodeLink:
         self.healthy = True
         self.listeners: list[Callable[[str, bool], Any]] = []
         self.membership_listeners: list[Callable[[list[str]], Any]] = []
+        self.control: Callable[[str, bytes], Deferred[bytes]] | None = None
         self._secret = secret
         self._connect = connect
         self._perspective: Any = None
@@ -287,6 +334,7 @@ class NodeLink:
         self._retry_call: Any = None
         self._delay = 0.0
         self._stopped = True
+        self.batch_sizes: Any = None
         self._sweeper = LoopingCall(self._expire)
         self._sweeper.clock = clock
 
@@ -382,6 +430,46 @@ class NodeLink:
         self._delay = min(5.0, max(0.25, self._delay * 2))
         self._retry_call = self.clock.callLater(self._delay * random.uniform(0.8, 1.2), self._attempt)
 
+    def retry_now(self) -> None:
+        """
+        Connect at once when the link is waiting to retry (the peer is known
+        to be back: it has just linked to this server), instead of after
+        the backoff.
+        """
+        if self._retry_call is not None and self._retry_call.active():
+            self._retry_call.cancel()
+            self._attempt()
+
+    def when_up(self, timeout: float) -> Deferred[None]:
+        """
+        Wait for the link to be up.
+
+        @return: a Deferred firing at once when it is up, else when it comes
+            up; failing with L{Unavailable} when it has not within
+            C{timeout} seconds.
+        """
+        if self.up:
+            return succeed(None)
+        d: Deferred[None] = Deferred()
+
+        def changed(peer_id: str, available: bool) -> None:
+            if self.up:
+                finish()
+                d.callback(None)
+
+        def expired() -> None:
+            finish()
+            d.errback(Unavailable(f"server {self.peer_id} is not reachable"))
+
+        def finish() -> None:
+            self.listeners.remove(changed)
+            if deadline.active():
+                deadline.cancel()
+
+        self.listeners.append(changed)
+        deadline = self.clock.callLater(timeout, expired)
+        return d
+
     @property
     def busy(self) -> bool:
         """
@@ -465,6 +553,8 @@ class NodeLink:
         self._flush_call = None
         queue, self._queue, self._size = self._queue, [], 0
         if queue and self._perspective is not None:
+            if self.batch_sizes is not None:
+                self.batch_sizes.observe(len(queue))
             self._perspective.callRemote("calls", wire.pack(queue)).addErrback(self._send_failed)
 
     def _send_failed(self, failure: Failure) -> None:
@@ -492,12 +582,7 @@ class NodeLink:
             if status == wire.OK:
                 d.callback(payload)
             else:
-                try:
-                    info = serializer.loads(payload)
-                    error = RemoteError(info["message"], info["code"], info.get("type", ""), self.peer_id)
-                except (ValueError, KeyError, TypeError):
-                    error = RemoteError("bad error result", 500, "", self.peer_id)
-                d.errback(error)
+                d.errback(remote_error(payload, self.peer_id))
 
     def _expire(self) -> None:
         # Every call of a link has the same timeout, so the oldest pending

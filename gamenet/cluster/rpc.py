@@ -54,11 +54,12 @@ class RemoteMethod:
         """
         Call the server the route function picks for C{route_param}.
         """
+        arguments = list(args)
         try:
-            server = self._node.pick(self._server_type, route_param)
+            server = self._node.pick(self._server_type, route_param, self.route, arguments)
         except GamenetError as e:
             return fail(e)
-        return self._node.call_remote(server.id, self.route, list(args))
+        return self._node.call_remote(server.id, self.route, arguments)
 
     def to(self, server_id: str) -> Callable[..., Deferred[Any]]:
         """

@@ -16,12 +16,14 @@ from twisted.logger import Logger
 
 from .._settle import settle
 from ..config import ServerConfig
+from ..connector.frontend import wait_at_most
 from ..connector.listener import listen
 from ..errors import GamenetError, RouteNotFound
 from ..protocol import serializer
 from ..protocol.message import NOTIFY, REQUEST, Message
 from . import routing, wire
 from .backend import BackendSession, BackendSessionService
+from .control import ControlRemote
 from .master import MASTER_ID, PARENT_ENVIRONMENT
 from .node import NodeLink, NodeServer, RemoteError, node_tls_options
 from .rpc import RpcCall, rpc_proxy
@@ -31,7 +33,6 @@ if TYPE_CHECKING:
     from ..app import Application
 
 log = Logger()
-
 
 
 class _ForwardResponder:
@@ -70,7 +71,7 @@ class Forwarder:
         self.server_type = server_type
 
     def __call__(self, message: Message, session: Any) -> Deferred[bytes] | None:
-        server = self.node.pick(self.server_type, session)
+        server = self.node.pick(self.server_type, session, message.route, message.body)
         link = self.node.links[server.id]
         payload = wire.encode_forward(message.route, session.export(), message.body)
         if message.type == NOTIFY:
@@ -87,7 +88,9 @@ class ClusterNode(Service):
     @ivar remotes: remote route to callable, for calls from other servers.
     @ivar backend_sessions: the L{BackendSessionService}.
     @ivar rpc: the C{app.rpc} proxy.
-    @ivar use_master: whether to log in to the master for membership.
+    @ivar use_master: whether to log in to the master (for its control
+        calls, and for membership with static discovery).
+    @ivar draining: whether this server is leaving routing (see L{leave}).
     """
 
     def __init__(
@@ -99,19 +102,25 @@ class ClusterNode(Service):
         self.app = app
         self.reactor = app.reactor
         cluster = app.cluster
+        self.use_master = use_master and bool(cluster.master_port)
         # With Redis discovery, membership comes from Redis: the master knows
         # only the servers of its own file.
-        self.use_master = use_master and bool(cluster.master_port) and cluster.discovery == "static"
+        self._master_membership = self.use_master and cluster.discovery == "static"
         self.tls = node_tls_options(cluster) if cluster.node_tls_cert else None
         self.node_server = NodeServer(app.server_id, cluster.secret, self._known, self, self.reactor)
+        self.node_server.login_listeners.append(self._peer_logged_in)
         self.links: dict[str, NodeLink] = {}
         self.remotes: dict[str, Callable[..., Any]] = {}
         self.backend_sessions = BackendSessionService(self)
         self.rpc = rpc_proxy(self)
-        self.sys = SysRemote(app.sessions) if app.sessions is not None else None
+        self.sys = SysRemote(app.sessions, app.channels) if app.sessions is not None else None
         self.master_link: NodeLink | None = None
         self.membership: set[str] = set()
         self._available: set[str] = {app.server_id}
+        # Peers that said they drain (wire.DRAIN): not available until their
+        # link goes down and comes up again.
+        self._draining: set[str] = set()
+        self.draining = False
         # available() by server type, sorted: it is asked on every forwarded
         # request and call. Forgotten whenever a link becomes available or
         # stops being so (_link_changed) and whenever the registry changes.
@@ -166,10 +175,13 @@ class ClusterNode(Service):
             self.discovery.startService()
         if self.use_master:
             cluster = self.app.cluster
-            master = ServerConfig(MASTER_ID, MASTER_ID, cluster.master_host, cluster.master_port)
+            master = self.app.master
+            assert master is not None
             self.master_link = NodeLink(self.app.server_id, MASTER_ID, cluster.secret, self._connect(master),
                                         self.reactor, timeout, ping=False)
-            self.master_link.membership_listeners.append(self._membership_changed)
+            if self._master_membership:
+                self.master_link.membership_listeners.append(self._membership_changed)
+            self.master_link.control = ControlRemote(self.app).call
             self.master_link.start()
         parent = os.environ.get(PARENT_ENVIRONMENT)
         if parent:
@@ -183,6 +195,8 @@ class ClusterNode(Service):
         link = NodeLink(self.app.server_id, server.id, self.app.cluster.secret, self._connect(server),
                         self.reactor, self.app.cluster.rpc_timeout)
         link.listeners.append(self._link_changed)
+        if self.app.metrics.enabled:
+            link.batch_sizes = self.app.metrics.batch_sizes
         self.links[server.id] = link
         link.start()
 
@@ -204,6 +218,11 @@ class ClusterNode(Service):
         self.links.clear()
         port, self._port = self._port, None
         waits = [link.stop() for link in links]
+        # Peers' links to this server go down now, as they would if the
+        # process ended, rather than when it ends.
+        for avatar in list(self.node_server.peers):
+            if avatar.mind is not None:
+                avatar.mind.broker.transport.loseConnection()
         if self.discovery is not None and self.discovery.running:
             waits.append(self.discovery.stopService())
         if port is not None:
@@ -215,14 +234,36 @@ class ClusterNode(Service):
             log.warn("{server_id}: the master is gone; stopping", server_id=self.app.server_id)
             self.reactor.stop()
 
+    def _peer_logged_in(self, peer_id: str) -> None:
+        # A peer that links to this server is running: link back to it now
+        # rather than when the backoff says, so that it is routed to as
+        # soon as it can answer.
+        link = self.links.get(peer_id)
+        if link is not None:
+            link.retry_now()
+
     def _link_changed(self, peer_id: str, up: bool) -> None:
-        if up:
+        link = self.links.get(peer_id)
+        if link is None or not link.up:
+            # Gone: what comes back on this link is a new process, not draining.
+            self._draining.discard(peer_id)
+        if up and peer_id not in self._draining:
             self._available.add(peer_id)
         else:
             self._available.discard(peer_id)
+        self._availability_changed()
+
+    def _availability_changed(self) -> None:
         self._available_by_type.clear()
-        if self.master_link is None:
+        if not self._master_membership:
             self._membership_changed(sorted(self._available - {self.app.server_id}))
+
+    def link_available(self, peer_id: str) -> bool:
+        """
+        Whether calls are routed to C{peer_id} now: its link is up, it
+        answers, and it has not said it drains.
+        """
+        return peer_id in self._available
 
     def _membership_changed(self, ids: list[str]) -> None:
         new = set(ids) - {self.app.server_id}
@@ -250,17 +291,32 @@ class ClusterNode(Service):
             ))
         return list(servers)
 
+    def reachable(self, server_type: str) -> list[ServerConfig]:
+        """
+        The servers of a type that calls reach now, draining ones included
+        (their link is up, or it is this server), sorted by id: those a push
+        to every client must reach, where L{available} says where new work goes.
+        """
+        local_id = self.app.server_id
+        return sorted(
+            (server for server in self.app.servers_by_type(server_type)
+             if server.id == local_id or (server.id in self.links and self.links[server.id].up)),
+            key=lambda server: server.id,
+        )
+
     def _forget_available(self, added: list[ServerConfig], removed: list[ServerConfig]) -> None:
         self._available_by_type.clear()
 
-    def pick(self, server_type: str, route_param: Any) -> ServerConfig:
+    def pick(self, server_type: str, route_param: Any, route: str = "", body: Any = None) -> ServerConfig:
         """
-        The server of C{server_type} that serves C{route_param}.
+        The server of C{server_type} that serves C{route_param} (for a call
+        of C{route} with C{body}, which route functions may look at; see
+        L{routing.router}).
 
         @raise Unavailable: none is available.
         """
         return routing.pick(self.app.routers.get(server_type), server_type, route_param,
-                            self.available(server_type))
+                            self.available(server_type), route, body)
 
     def forwarder(self, route: str) -> Forwarder | None:
         """
@@ -295,6 +351,7 @@ class ClusterNode(Service):
                 call.result = serializer.loads(await link.call(wire.RPC, payload, call.route))
         except Exception as e:
             call.error = e
+        self.app.metrics.rpc_done(call.route, call.error)
         for hook in hooks.rpc_after:
             await settle(hook(call))
         if call.error is not None:
@@ -331,6 +388,8 @@ class ClusterNode(Service):
             return responder.d
         if kind == wire.PING:
             return succeed(b"")
+        if kind == wire.DRAIN:
+            return self._peer_drains(peer_id)
         name, args = wire.decode_call(payload)
         if kind == wire.RPC:
             return Deferred.fromCoroutine(self._run_remote(name, args))
@@ -350,13 +409,54 @@ class ClusterNode(Service):
                 e = GamenetError()
             raise RemoteError(e.message, e.code, type(e).__name__, self.app.server_id) from None
 
+    # Drain
+
+    def _peer_drains(self, peer_id: str) -> Deferred[bytes]:
+        # Route nothing new to the peer, and answer once a ping sent after
+        # every call already routed to it is answered: the link delivers in
+        # order, so those calls have reached the peer by then.
+        if peer_id not in self._draining:
+            log.info("{server_id}: {peer_id} is draining; routing around it", server_id=self.app.server_id,
+                     peer_id=peer_id)
+        self._draining.add(peer_id)
+        self._available.discard(peer_id)
+        self._availability_changed()
+        link = self.links.get(peer_id)
+        if link is None or not link.up:
+            return succeed(b"")
+        return link.call(wire.PING, b"", "drain ping").addBoth(lambda _: b"")
+
+    async def leave(self, timeout: float) -> None:
+        """
+        Leave routing: from now on this server is L{draining}, routes none of
+        its own calls to itself, and tells every peer (L{wire.DRAIN}), which
+        routes no new call to it. Fires once every peer has answered, so that
+        every call a peer routed here before has arrived (or C{timeout}
+        seconds have passed).
+        """
+        self.draining = True
+        self._available.discard(self.app.server_id)
+        self._availability_changed()
+        calls = [link.call(wire.DRAIN, b"", "drain") for link in self.links.values() if link.up]
+        if calls:
+            await wait_at_most(DeferredList(calls, consumeErrors=True), timeout, self.reactor)
+
+    @property
+    def idle(self) -> bool:
+        """
+        Whether no call from a peer is being served and no call of this
+        server awaits its result (pings aside).
+        """
+        return not self.node_server.in_flight and not any(link.busy for link in self.links.values())
+
     async def drain(self, timeout: float = 2.0) -> None:
         """
-        Wait until the calls already sent have answers (or C{timeout} passes),
-        so that work started by closing clients reaches other servers.
+        Wait until the calls from peers being served have answers and the
+        calls already sent have results (or C{timeout} passes), so that
+        work started by closing clients reaches other servers.
         """
         deadline = self.reactor.seconds() + timeout
-        while any(link.busy for link in self.links.values()) and self.reactor.seconds() < deadline:
+        while not self.idle and self.reactor.seconds() < deadline:
             await deferLater(self.reactor, 0.05, lambda: None)
 
     async def _run_remote(self, route: str, args: list[Any]) -> bytes:

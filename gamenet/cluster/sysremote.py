@@ -6,12 +6,15 @@ Only node links reach it; a client route C{sys.*} is never dispatched.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from twisted.internet.defer import Deferred, succeed
 
 from ..errors import GamenetError
 from ..session import Session, SessionService
+
+if TYPE_CHECKING:
+    from ..channel import ChannelService
 
 
 class SysRemote:
@@ -19,8 +22,12 @@ class SysRemote:
     Session operations by name, called as C{call(name, args)}.
     """
 
-    def __init__(self, sessions: SessionService) -> None:
+    def __init__(self, sessions: SessionService, channels: ChannelService | None = None) -> None:
+        """
+        @param channels: whose C{broadcast_filter} broadcasts go through.
+        """
         self.sessions = sessions
+        self.channels = channels
         self._calls: dict[str, Callable[..., Any]] = {
             "bind": self.bind,
             "unbind": self.unbind,
@@ -30,6 +37,7 @@ class SysRemote:
             "delete": self.delete,
             "get": self.get,
             "get_by_uid": self.get_by_uid,
+            "find": self.find,
             "send": self.send,
             "kick_sid": self.kick_sid,
             "kick_uid": self.kick_uid,
@@ -98,6 +106,18 @@ class SysRemote:
     def get_by_uid(self, uid: str) -> list[dict[str, Any]]:
         return [session.export() for session in self.sessions.get_by_uid(uid)]
 
+    def find(self, key: str, value: Any) -> list[dict[str, Any]]:
+        """
+        The exports of the live sessions bound to a uid whose setting C{key}
+        equals C{value}. A closed session has already left the service, so a
+        user whose connection closed is never found, even while the close
+        callbacks it set (telling backends it left) are still under way.
+        """
+        return [
+            session.export() for session in self.sessions
+            if session.uid is not None and key in session.settings and session.settings[key] == value
+        ]
+
     def send(self, session_id: int, route: str, msg: Any) -> bool:
         return self.sessions.send_message(session_id, route, msg)
 
@@ -115,8 +135,12 @@ class SysRemote:
         session = self.sessions.get(session_id)
         return session.close(reason) if session is not None else succeed(None)
 
-    def broadcast(self, route: str, msg: Any, only_bound: bool) -> int:
-        return self.sessions.broadcast(route, msg, only_bound)
+    def broadcast(self, route: str, msg: Any, only_bound: bool, filter_param: Any = None) -> int:
+        accept = self.channels.broadcast_filter if self.channels is not None else None
+        if accept is None:
+            return self.sessions.broadcast(route, msg, only_bound)
+        return self.sessions.broadcast(route, msg, only_bound,
+                                       lambda session: accept(session, msg, filter_param))
 
     def push_uids(self, route: str, msg: Any, uids: list[str]) -> list[str]:
         """

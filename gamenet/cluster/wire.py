@@ -23,6 +23,7 @@ NOTIFY = 2  # the same for a notify: no result is sent back
 RPC = 3  # app.rpc: remote route and arguments
 SYS = 4  # a frontend's sys remote: session and channel operations
 PING = 5  # link health: answered with an empty result
+DRAIN = 6  # the caller is stopping: route no new calls to it (answered once earlier calls have reached it)
 
 # Result statuses
 OK = 0

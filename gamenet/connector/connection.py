@@ -18,10 +18,12 @@ from zope.interface import implementer
 from twisted.internet.interfaces import IPushProducer
 
 from .._settle import settle
-from ..errors import GamenetError
+from ..dispatch import UNREAD
+from ..errors import BadRequest, GamenetError
 from ..hooks import DROP
 from ..protocol import handshake, message, package, serializer
 from ..protocol.errors import ProtocolError
+from ..protocol.protobuf import Codec, ProtobufError, Protos
 
 if TYPE_CHECKING:
     from ..session import Session
@@ -50,6 +52,7 @@ _HANDSHAKE = State.HANDSHAKE
 _WAIT_ACK = State.WAIT_ACK
 _WORKING = State.WORKING
 _CLOSED = State.CLOSED
+_DATA = package.DATA
 
 
 class Link(Protocol):
@@ -79,6 +82,15 @@ class Link(Protocol):
 
 
 _GRACE = 2.0  # seconds a closing connection may take to flush before it is aborted
+_UNDECODABLE = object()  # _from_protobuf's answer for a body that does not decode
+
+# The kick reasons gamenet gives, counted as they are (C{Frontend.kicks});
+# any other (a game's own, free text) is counted as "other", and a protocol
+# error (whose text names what was wrong) as "protocol error".
+KICK_REASONS = frozenset({
+    "rate limit exceeded", "handshake timeout", "heartbeat timeout", "server shutting down", "kicked by admin",
+    "address blocked", "replaced", "protocol error", "other",
+})
 
 
 @implementer(IPushProducer)
@@ -89,12 +101,18 @@ class Connection:
     @ivar session: the client's session, from the handshake ack on.
     @ivar pitaya: whether the client used Pitaya's handshake (and so gets the error bit).
     @ivar last_tick: the frontend tick when a package last arrived.
+    @ivar in_flight: the requests dispatched and not answered yet.
+    @ivar answer_codecs: the protobuf codec of each request in flight whose
+        route has a server schema, by request id.
+    @ivar opened_at: when the connection was made (the frontend's clock, Unix time).
+    @ivar received: the requests and notifies received (mqant's C{RecvNum}).
+    @ivar sent: the answers and pushes written or queued (mqant's C{SendNum}).
     """
 
     __slots__ = (
         "frontend", "link", "state", "session", "pitaya", "decoder", "opened_tick",
         "last_tick", "_window", "_count", "_paused", "_queue", "_queued", "_close_reason",
-        "_closed", "_abort_call", "__weakref__",
+        "_closed", "_abort_call", "in_flight", "answer_codecs", "opened_at", "received", "sent", "__weakref__",
     )
 
     def __init__(self, frontend: Frontend, link: Link) -> None:
@@ -113,10 +131,21 @@ class Connection:
         self._close_reason = ""
         self._closed: list[Deferred[None]] = []
         self._abort_call: Any = None
+        self.in_flight = 0
+        self.answer_codecs: dict[int, Codec] = {}
+        self.opened_at = frontend.clock.seconds()
+        self.received = self.sent = 0
         frontend.opened(self)
 
     def __repr__(self) -> str:
         return f"<Connection {self.link.transport_name} {self.link.peer} {self.state.name}>"
+
+    @property
+    def queued(self) -> int:
+        """
+        The bytes queued while the client is not reading.
+        """
+        return self._queued
 
     @property
     def closing(self) -> bool:
@@ -241,12 +270,43 @@ class Connection:
             self._protocol_error(f"clients may not send a {message.type_name(msg.type)}")
             return
         frontend.metrics["requests"] += 1
-        frontend.dispatcher.dispatch(self, self.session, msg)  # type: ignore[arg-type]
+        self.received += 1
+        if msg.type == message.REQUEST:
+            self.in_flight += 1
+        if frontend.protos is None:
+            frontend.dispatcher.dispatch(self, self.session, msg)  # type: ignore[arg-type]
+            return
+        value = self._from_protobuf(msg, frontend.protos)
+        if value is not _UNDECODABLE:
+            frontend.dispatcher.dispatch(self, self.session, msg, value)  # type: ignore[arg-type]
+
+    def _from_protobuf(self, msg: message.Message, protos: Protos) -> Any:
+        """
+        Read a protobuf body, and note the codec of a request whose answer
+        goes out protobuf. The dispatcher hands the value to a local handler,
+        and forwards it as the JSON every backend takes.
+
+        @return: the body's value; C{UNREAD} for a JSON body; C{_UNDECODABLE}
+            when the body does not decode: a request is answered 400, a
+            notify dropped, both logged.
+        """
+        if msg.type == message.REQUEST and msg.route in protos.server:
+            self.answer_codecs[msg.id] = protos.server[msg.route]
+        codec = protos.client.get(msg.route)
+        if codec is None:
+            return UNREAD
+        try:
+            return codec.loads(msg.body)
+        except ProtobufError as e:
+            log.info("{peer} sent a body that does not decode: {reason}", peer=self.link.peer, reason=str(e))
+            if msg.type == message.REQUEST:
+                self.respond(msg.id, None, BadRequest(str(e)))
+            return _UNDECODABLE
 
     def _protocol_error(self, reason: str) -> None:
         self.frontend.metrics["protocol_errors"] += 1
         log.info("protocol error from {peer}: {reason}", peer=self.link.peer, reason=reason)
-        self.kick(reason)
+        self._kick(reason, "protocol error")
 
     # Outgoing
 
@@ -259,6 +319,8 @@ class Connection:
         """
         if self.state is _CLOSED:
             return False
+        if data[0] == _DATA:
+            self.sent += 1
         if not self._paused:
             self.link.send(data)
             return True
@@ -266,10 +328,11 @@ class Connection:
             return False  # closing, and the client is not reading: nothing more will reach it
         self._queue.append(data)
         self._queued += len(data)
-        if self._queued > self.frontend.options.max_outbound_queue:
+        options = self.frontend.options
+        if self._queued > options.max_outbound_queue or len(self._queue) > options.max_outbound_messages:
             self.frontend.metrics["slow_consumers"] += 1
-            log.warn("{peer} is not reading; {size} bytes queued: disconnecting", peer=self.link.peer,
-                     size=self._queued)
+            log.warn("{peer} is not reading; {size} bytes in {count} packages queued: disconnecting",
+                     peer=self.link.peer, size=self._queued, count=len(self._queue))
             self._queue.clear()
             self._close_reason = "slow consumer"
             self.link.abort()
@@ -280,8 +343,13 @@ class Connection:
         """
         Answer request C{id} with C{value} (bytes are sent as they are), or with C{error}.
         """
+        self.in_flight -= 1
+        codec = self.answer_codecs.pop(id, None) if self.answer_codecs else None
         if self.state is not _WORKING:
             self.frontend.metrics["responses_dropped"] += 1
+            return
+        if codec is not None:
+            self._respond_protobuf(id, value, error, codec)
             return
         if error is None:
             try:
@@ -295,6 +363,28 @@ class Connection:
             self.write(package.encode(package.DATA, message.encode_response(id, body, self.pitaya)))
             return
         self.write(package.encode(package.DATA, message.encode_response(id, body)))
+
+    def _respond_protobuf(self, id: int, value: Any, error: GamenetError | None, codec: Codec) -> None:
+        """
+        Answer with the route's schema; an answer bytes is JSON (a backend's).
+        An error body the schema cannot carry goes out as JSON.
+        """
+        if error is None:
+            try:
+                body = codec.dumps(serializer.loads(value) if isinstance(value, bytes) else value)
+            except ValueError as e:
+                log.warn("the answer to request {id} does not fit its schema: {reason}", id=id, reason=str(e))
+                error = GamenetError()
+            else:
+                self.write(package.encode(package.DATA, message.encode_response(id, body)))
+                return
+        self.frontend.metrics["error_responses"] += 1
+        answer = error.body(self.pitaya)
+        try:
+            body = codec.dumps(answer)
+        except ProtobufError:
+            body = serializer.dumps(answer)
+        self.write(package.encode(package.DATA, message.encode_response(id, body, self.pitaya)))
 
     def push(self, route: str, msg: Any) -> bool:
         """
@@ -314,9 +404,13 @@ class Connection:
 
         @return: a Deferred firing when the connection has closed.
         """
+        return self._kick(reason, reason if reason in KICK_REASONS else "other")
+
+    def _kick(self, reason: str, label: str) -> Deferred[None]:
         if self.state is _CLOSED:
             return succeed(None)
         if not self._close_reason:
+            self.frontend.kicks[label] += 1
             self.write(package.encode(package.KICK, serializer.dumps({"reason": reason})))
         return self.close(reason)
 

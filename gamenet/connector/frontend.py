@@ -9,15 +9,17 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from twisted.internet.defer import Deferred, DeferredList, succeed
 from twisted.internet.interfaces import IReactorTime
-from twisted.internet.task import LoopingCall
+from twisted.internet.task import LoopingCall, deferLater
 from twisted.logger import Logger
 
 from ..config import FrontendOptions
 from ..hooks import HookRegistry
 from ..protocol import message, package, serializer
 from ..protocol.handshake import HandshakeResponder
+from ..protocol.protobuf import Protos, load_dir
 from ..protocol.routes import RouteDictionary
 
+from .blocklist import Blocklist
 from .connection import State
 
 if TYPE_CHECKING:
@@ -28,6 +30,25 @@ if TYPE_CHECKING:
 log = Logger()
 
 TICK = 1.0  # seconds between liveness sweeps; also the rate limit's window
+ANSWER_GRACE = 5.0  # seconds a drained frontend waits for the answers to requests in flight before it kicks
+
+
+def wait_at_most(d: Deferred[Any], timeout: float, clock: IReactorTime) -> Deferred[None]:
+    """
+    A Deferred firing with C{None} when C{d} fires (whatever its result) or
+    C{timeout} seconds have passed, whichever comes first; C{d} is not cancelled.
+    """
+    done: Deferred[None] = Deferred()
+
+    def fire(_: Any = None) -> None:
+        if timer.active():
+            timer.cancel()
+        if not done.called:
+            done.callback(None)
+
+    timer = clock.callLater(max(0.0, timeout), fire)
+    d.addBoth(fire)
+    return done
 
 
 class Frontend:
@@ -39,10 +60,17 @@ class Frontend:
     @ivar connections: every open connection, handshake done or not.
     @ivar pending: sockets whose transport is not known yet (the hybrid
         connector is still reading their first bytes).
-    @ivar metrics: counters: C{connections}, C{connections_refused},
+    @ivar blocklist: the client addresses refused at connect (see L{set_blocked}).
+    @ivar draining: whether the frontend is draining (see L{drain}): it
+        admits no connection, and L{stop} answers requests in flight before
+        it kicks.
+    @ivar metrics: counters: C{connections}, C{connections_refused}, C{connections_blocked},
         C{rate_limited}, C{slow_consumers}, C{protocol_errors},
         C{handshake_timeouts}, C{heartbeat_timeouts}, C{handshakes_refused},
         C{requests}, C{error_responses}, C{responses_dropped}.
+    @ivar kicks: kicks by reason, as C{KICK_REASONS} in L{gamenet.connector.connection} names them.
+    @ivar protos: the protobuf schemas of C{options.protos_dir}, or C{None}
+        when every body is JSON.
     """
 
     def __init__(
@@ -62,13 +90,19 @@ class Frontend:
         self.hooks = hooks
         self.clock = clock
         self.handshake_validators: list[Callable[..., Any]] = []
-        self.responder = HandshakeResponder(options.heartbeat, dictionary if options.use_dict else None)
+        self.protos: Protos | None = load_dir(options.protos_dir) if options.protos_dir else None
+        self._push_codecs = self.protos.server if self.protos is not None else {}
+        self.responder = HandshakeResponder(options.heartbeat, dictionary if options.use_dict else None, self.protos)
         self.code_to_route = dictionary.code_to_route if options.use_dict else {}
         self._route_to_code = dictionary.route_to_code if options.use_dict else {}
         self.tick = 0
         self.connections: set[Connection] = set()
         self.pending: dict[Any, int] = {}
         self.metrics: Counter[str] = Counter()
+        self.kicks: Counter[str] = Counter()
+        self.blocklist = Blocklist()
+        self.draining = False
+        self._emptied: list[Deferred[None]] = []
         self._sweeper = LoopingCall(self._sweep)
         self._sweeper.clock = clock
         sessions.encode_push = self._shared_push
@@ -79,9 +113,25 @@ class Frontend:
         """
         self._sweeper.start(TICK, now=False)
 
+    def drain(self, timeout: float) -> Deferred[None]:
+        """
+        Admit no more connections, and keep serving the connected ones.
+
+        @return: a Deferred firing once every connection has closed, or
+            C{timeout} seconds have passed.
+        """
+        self.draining = True
+        if not self.connections:
+            return succeed(None)
+        emptied: Deferred[None] = Deferred()
+        self._emptied.append(emptied)
+        return wait_at_most(emptied, timeout, self.clock)
+
     def stop(self, reason: str = "server shutting down") -> Deferred[Any]:
         """
-        Stop the sweeps and kick every connection.
+        Stop the sweeps and kick every connection; after a L{drain}, each
+        connection once its requests in flight are answered (or
+        L{ANSWER_GRACE} has passed).
 
         @return: a Deferred firing when every connection has closed.
         """
@@ -91,12 +141,57 @@ class Frontend:
             socket.transport.abortConnection()
         if not self.connections:
             return succeed(None)
+        if self.draining:
+            return Deferred.fromCoroutine(self._kick_answered(reason))
         return DeferredList([connection.kick(reason) for connection in list(self.connections)])
 
-    def admit(self) -> bool:
+    async def _kick_answered(self, reason: str) -> None:
+        deadline = self.clock.seconds() + ANSWER_GRACE
+        while True:
+            waiting = False
+            for connection in list(self.connections):
+                if connection.closing:
+                    continue
+                if connection.in_flight > 0 and self.clock.seconds() < deadline:
+                    waiting = True
+                else:
+                    connection.kick(reason)
+            if not waiting:
+                break
+            await deferLater(self.clock, 0.05, lambda: None)
+        await DeferredList([connection.kick(reason) for connection in list(self.connections)])
+
+    def set_blocked(self, networks: list[str]) -> None:
         """
-        Whether one more connection fits under C{max_connections}; counts a refusal.
+        Refuse connections from these addresses and networks from now on,
+        and kick the connected clients they hold C{"address blocked"}.
+
+        @raise ValueError: an entry is not an address or a network; the
+            block list is unchanged.
         """
+        self.blocklist = blocklist = Blocklist(networks)
+        log.info("{server_id} blocks {count} address(es) and network(s)", server_id=self.server_id,
+                 count=len(blocklist))
+        for connection in list(self.connections):
+            if blocklist.blocks(connection.link.peer[0]):
+                log.info("{server_id} kicks blocked client {peer}", server_id=self.server_id,
+                         peer=connection.link.peer)
+                connection.kick("address blocked")
+
+    def admit(self, address: Any = None) -> bool:
+        """
+        Whether to accept a connection from C{address} (an C{IAddress}):
+        not from a blocked address, not while draining, and under
+        C{max_connections}; counts a refusal.
+        """
+        host = getattr(address, "host", None)
+        if host and self.blocklist.blocks(host):
+            self.metrics["connections_blocked"] += 1
+            log.info("{server_id} refused a connection from blocked address {host}", server_id=self.server_id,
+                     host=host)
+            return False
+        if self.draining:
+            return False
         if len(self.connections) + len(self.pending) < self.options.max_connections:
             return True
         self.metrics["connections_refused"] += 1
@@ -116,12 +211,24 @@ class Frontend:
         A connection ended.
         """
         self.connections.discard(connection)
+        if not self.connections and self._emptied:
+            emptied, self._emptied = self._emptied, []
+            for d in emptied:
+                d.callback(None)
 
     def push_package(self, route: str, msg: Any) -> bytes:
         """
-        Encode a push as a package, its route compressed when in the dictionary.
+        Encode a push as a package, its route compressed when in the dictionary,
+        its body protobuf when the route has a server schema (C{msg} as JSON
+        bytes is read first).
+
+        @raise ValueError: C{msg} does not fit the route's schema, or is not JSON-able.
         """
-        body = msg if isinstance(msg, bytes) else serializer.dumps(msg)
+        codec = self._push_codecs.get(route)
+        if codec is not None:
+            body = codec.dumps(serializer.loads(msg) if isinstance(msg, bytes) else msg)
+        else:
+            body = msg if isinstance(msg, bytes) else serializer.dumps(msg)
         return package.encode(package.DATA, message.encode_push(route, body, self._route_to_code.get(route)))
 
     def _shared_push(self, route: str, msg: Any) -> bytes | None:

@@ -54,6 +54,6 @@ class HybridFactory(Factory):
         self.websocket = WebSocketFactory(frontend, tls)
 
     def buildProtocol(self, addr: Any) -> Switcher | None:
-        if not self.frontend.admit():
+        if not self.frontend.admit(addr):
             return None
         return Switcher(self, addr)

@@ -7,13 +7,14 @@ from __future__ import annotations
 from typing import Any
 
 from twisted.application.service import Service
-from twisted.internet.defer import Deferred, maybeDeferred, succeed
+from twisted.internet.defer import CancelledError, Deferred, DeferredList, maybeDeferred, succeed
 from twisted.internet.error import CannotListenError
 from twisted.internet.protocol import Factory
 from twisted.logger import Logger
 from twisted.protocols.tls import TLSMemoryBIOFactory, TLSMemoryBIOProtocol
 
 from ..config import ServerConfig
+from ..storage.blocked import BlockStore
 from .frontend import Frontend
 from .hybrid import HybridFactory
 from .tcp import TCPFactory
@@ -56,14 +57,14 @@ class _TLSFactory(TLSMemoryBIOFactory):
         return None if protocol is None else self.protocol(self, protocol)
 
 
-def client_factory(frontend: Frontend) -> Factory:
+def client_factory(frontend: Frontend, transport: str | None = None) -> Factory:
     """
-    The factory for a frontend's client port: its transport, wrapped in TLS
-    when a certificate is configured.
+    The factory for a frontend's client port: C{transport} (by default its
+    C{transport} option), wrapped in TLS when a certificate is configured.
     """
     options = frontend.options
     tls = bool(options.tls_cert)
-    factory: Factory = _FACTORIES[options.transport](frontend, tls)
+    factory: Factory = _FACTORIES[transport or options.transport](frontend, tls)
     if tls:
         factory = _TLSFactory(server_context(options.tls_cert, options.tls_key), False, factory)
     return factory
@@ -71,49 +72,117 @@ def client_factory(frontend: Frontend) -> Factory:
 
 class ClientListener(Service):
     """
-    Listens for clients on a frontend's client port.
+    Listens for clients on a frontend's client port, and on its C{tcp_port}
+    and C{ws_port} (one transport each, as mqant's gate) when it has them.
 
-    The port is opened in C{privilegedStartService}, so that a port in use stops
+    The ports are opened in C{privilegedStartService}, so that a port in use stops
     the server before it starts rather than leaving it running deaf, but
     connections are accepted only from C{startService} on, once the
-    application's components are ready.
+    application's components are ready and the block list is loaded.
+
+    @ivar port: the client port, once open.
+    @ivar extra_ports: the open C{tcp_port} and C{ws_port}, by transport.
     """
 
-    def __init__(self, server: ServerConfig, frontend: Frontend, reactor: Any, interface: str = "") -> None:
+    def __init__(self, server: ServerConfig, frontend: Frontend, reactor: Any, interface: str = "",
+                 blocked: BlockStore | None = None) -> None:
+        """
+        @param blocked: where the cluster's block list is kept; none, no block list.
+        """
         self.server = server
         self.frontend = frontend
         self.reactor = reactor
         self.interface = interface or server.host
+        self.blocked = blocked
         self.port: Any = None
+        self.extra_ports: dict[str, Any] = {}
+        self._loading: Deferred[Any] | None = None
+
+    def _ports(self) -> list[Any]:
+        return [port for port in (self.port, *self.extra_ports.values()) if port is not None]
 
     def privilegedStartService(self) -> None:
         super().privilegedStartService()
         self._listen()
         # A real TCP port can stop accepting for a while (not every
         # IListeningPort can: a test reactor's cannot, and need not).
-        getattr(self.port, "stopReading", lambda: None)()
+        for port in self._ports():
+            getattr(port, "stopReading", lambda: None)()
 
     def startService(self) -> None:
         if self.port is None:
             self._listen()
-        else:
-            getattr(self.port, "startReading", lambda: None)()
+            for port in self._ports():
+                getattr(port, "stopReading", lambda: None)()
         super().startService()
         self.frontend.start()
+        self._loading = loaded = self.blocked.load() if self.blocked is not None else succeed([])
+        loaded.addCallbacks(self._blocked_loaded, self._blocked_failed).addCallback(self._accept)
+
+    def _blocked_loaded(self, networks: list[str]) -> None:
+        try:
+            self.frontend.set_blocked(networks)
+        except ValueError as e:
+            log.error("{server_id}: the stored block list is not used: {error}", server_id=self.server.id, error=e)
+
+    def _blocked_failed(self, failure: Any) -> None:
+        if failure.check(CancelledError):
+            return
+        log.error("{server_id}: cannot load the block list; accepting clients without it: {error}",
+                  server_id=self.server.id, error=failure.getErrorMessage())
+
+    def _accept(self, _: Any = None) -> None:
+        if self.running:
+            for port in self._ports():
+                getattr(port, "startReading", lambda: None)()
 
     def _listen(self) -> None:
-        self.port = listen(self.reactor, self.server.client_port, client_factory(self.frontend), self.interface,
-                           f"{self.server.id}: cannot listen for clients")
+        self.port = self._open(self.server.client_port, self.frontend.options.transport, "clients")
+        for transport, number in (("tcp", self.server.tcp_port), ("websocket", self.server.ws_port)):
+            if number:
+                self.extra_ports[transport] = self._open(number, transport, f"{transport} clients")
+
+    def _open(self, number: int, transport: str, what: str) -> Any:
+        try:
+            port = listen(self.reactor, number, client_factory(self.frontend, transport), self.interface,
+                          f"{self.server.id}: cannot listen for {what}")
+        except ListenError:
+            self._close_all()
+            raise
         log.info(
             "{server_id} listening for clients ({transport}{tls}) on {host}:{port}",
-            server_id=self.server.id, transport=self.frontend.options.transport,
+            server_id=self.server.id, transport=transport,
             tls="+tls" if self.frontend.options.tls_cert else "", host=self.interface,
-            port=self.port.getHost().port,
+            port=port.getHost().port,
         )
+        return port
+
+    def _close_all(self) -> Deferred[Any]:
+        """
+        Close every port opened; fires once they are closed.
+        """
+        ports = self._ports()
+        self.port, self.extra_ports = None, {}
+        return DeferredList([maybeDeferred(port.stopListening) for port in ports])
+
+    def stop_accepting(self) -> Deferred[Any]:
+        """
+        Close the client ports, so that new connections are refused while
+        the connected clients stay.
+
+        @return: a Deferred firing once the ports are closed.
+        """
+        if self.port is None:
+            return succeed(None)
+        log.info("{server_id} stopped accepting clients", server_id=self.server.id)
+        return self._close_all()
 
     def stopService(self) -> Deferred[Any]:
         super().stopService()
-        port, self.port = self.port, None
-        d = maybeDeferred(port.stopListening) if port is not None else succeed(None)
+        if self._loading is not None and not self._loading.called:
+            self._loading.cancel()
+        d = self._close_all()
         d.addCallback(lambda _: self.frontend.stop())
+        if self.blocked is not None:
+            d.addCallback(lambda _: self.blocked.close())
         return d

@@ -123,7 +123,7 @@ class TCPFactory(Factory):
         self.noisy = False
 
     def buildProtocol(self, addr: Any) -> TCPLink | None:
-        return self.make(addr) if self.frontend.admit() else None
+        return self.make(addr) if self.frontend.admit(addr) else None
 
     def make(self, addr: Any) -> TCPLink:
         """

@@ -158,7 +158,7 @@ class WebSocketFactory(WebSocketServerFactory):
         )
 
     def buildProtocol(self, addr: Any) -> WebSocketLink | None:
-        return self.make(addr) if self.frontend.admit() else None
+        return self.make(addr) if self.frontend.admit(addr) else None
 
     def make(self, addr: Any) -> WebSocketLink:
         """

@@ -1,5 +1,5 @@
 """
-Errors raised while decoding the Pomelo wire protocol.
+Errors raised while decoding the Pomelo wire protocol and its bodies.
 """
 
 
@@ -16,3 +16,10 @@ class ProtocolError(ValueError):
     def __init__(self, message: str, packages: list[tuple[int, bytes]] | None = None) -> None:
         super().__init__(message)
         self.packages = packages or []
+
+
+class ProtobufError(ValueError):
+    """
+    A schema, a value or bytes that do not follow Pomelo's protobuf format.
+    The message is short and safe to send to a client.
+    """

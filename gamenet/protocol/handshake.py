@@ -15,6 +15,7 @@ import attrs
 
 from . import serializer
 from .errors import ProtocolError
+from .protobuf import Protos
 from .routes import RouteDictionary
 
 CODE_OK = 200
@@ -60,6 +61,13 @@ class HandshakeRequest:
         return version if isinstance(version, str) else None
 
     @property
+    def proto_version(self) -> Any:
+        """
+        The version of the protobuf schemas the client already holds, as sent.
+        """
+        return self.sys.get("protoVersion")
+
+    @property
     def pitaya(self) -> bool:
         """
         Whether the client used Pitaya's handshake shape, and so understands
@@ -91,18 +99,19 @@ class HandshakeResponder:
     @ivar heartbeat: the heartbeat interval in seconds; 0 sends none, and
         clients then send no heartbeats.
     @ivar dictionary: the route dictionary, or C{None} when routes are not compressed.
+    @ivar protos: the protobuf schemas, or C{None} when every body is JSON.
     """
 
     heartbeat: float
     dictionary: RouteDictionary | None
-    _with_dict: bytes = attrs.field(init=False)
-    _without_dict: bytes = attrs.field(init=False)
+    protos: Protos | None = None
+    _answers: dict[tuple[bool, bool], bytes] = attrs.field(init=False)
 
     def __attrs_post_init__(self) -> None:
-        object.__setattr__(self, "_with_dict", serializer.dumps(self._answer(True)))
-        object.__setattr__(self, "_without_dict", serializer.dumps(self._answer(False)))
+        answers = {(d, p): serializer.dumps(self._answer(d, p)) for d in (False, True) for p in (False, True)}
+        object.__setattr__(self, "_answers", answers)
 
-    def _answer(self, send_dict: bool, user: Any = None) -> dict[str, Any]:
+    def _answer(self, send_dict: bool, send_protos: bool, user: Any = None) -> dict[str, Any]:
         sys: dict[str, Any] = {"serializer": serializer.NAME}
         if self.heartbeat:
             heartbeat = self.heartbeat
@@ -112,6 +121,10 @@ class HandshakeResponder:
             sys["dictVersion"] = self.dictionary.version
             if send_dict:
                 sys["dict"] = self.dictionary.route_to_code
+        if self.protos is not None:
+            sys["useProto"] = True
+            if send_protos:
+                sys["protos"] = self.protos.handshake
         answer: dict[str, Any] = {"code": CODE_OK, "sys": sys}
         if user is not None:
             answer["user"] = user
@@ -119,13 +132,14 @@ class HandshakeResponder:
 
     def accept(self, request: HandshakeRequest, user: Any = None) -> bytes:
         """
-        The body of a successful answer; the dictionary is left out when the
-        client already has this version.
+        The body of a successful answer; the dictionary and the protobuf
+        schemas are each left out when the client already has their version.
         """
         send_dict = self.dictionary is not None and request.dict_version != self.dictionary.version
+        send_protos = self.protos is not None and request.proto_version != self.protos.version
         if user is not None:
-            return serializer.dumps(self._answer(send_dict, user))
-        return self._with_dict if send_dict else self._without_dict
+            return serializer.dumps(self._answer(send_dict, send_protos, user))
+        return self._answers[send_dict, send_protos]
 
 
 def refuse(code: int, message: str | None = None) -> bytes:

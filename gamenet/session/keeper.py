@@ -117,12 +117,20 @@ class SettingsKeeper(Service):
         await self._flush()
         if self._deletes or self._unrestored or self._dirty:
             await self._pay_debts()
-        owed = len(self._deletes) + len(self._unrestored) + len(self._dirty)
+        owed = self.owed
         if owed:
             log.error("stopping with {owed} storage calls owed: the storage did not answer", owed=owed)
         close = getattr(self.handler, "close", None)
         if close is not None:
             close()
+
+    @property
+    def owed(self) -> int:
+        """
+        The storage calls owed until the storage answers again: deletes,
+        queries and writes.
+        """
+        return len(self._deletes) + len(self._unrestored) + len(self._dirty)
 
     # Calls to the storage
 

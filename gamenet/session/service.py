@@ -129,13 +129,16 @@ class SessionService:
         """
         return sum(session.send(route, msg) for session in self.get_by_uid(uid))
 
-    def broadcast(self, route: str, msg: Any, only_bound: bool = False) -> int:
+    def broadcast(self, route: str, msg: Any, only_bound: bool = False,
+                  accept: Callable[[Session], Any] | None = None) -> int:
         """
-        Push to every session (or every bound one) of this frontend.
+        Push to every session (or every bound one) of this frontend; with
+        C{accept}, to those it answers true for.
 
         @return: how many sessions it was written to.
         """
-        sessions = [s for s in self._sessions.values() if not only_bound or s.uid is not None]
+        sessions = [s for s in self._sessions.values() if (not only_bound or s.uid is not None)
+                    and (accept is None or accept(s))]
         return len(sessions) - len(self.push_to(sessions, route, msg))
 
     def push_to(self, sessions: list[Session], route: str, msg: Any) -> list[Session]:

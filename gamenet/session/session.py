@@ -24,6 +24,13 @@ class ClientLink(Protocol):
     What a session needs of its connection.
     """
 
+    opened_at: float
+    """When the connection was made (Unix time)."""
+    received: int
+    """Requests and notifies received."""
+    sent: int
+    """Answers and pushes sent."""
+
     def push(self, route: str, msg: Any) -> bool:
         """
         Send a push; C{False} when the connection is gone.
@@ -96,6 +103,27 @@ class Session:
         """
         return self.uid is None
 
+    @property
+    def connected_at(self) -> float:
+        """
+        When the client connected, as Unix time (mqant's C{ConnTime}).
+        """
+        return self._link.opened_at
+
+    @property
+    def messages_received(self) -> int:
+        """
+        The requests and notifies received from the client (mqant's C{RecvNum}).
+        """
+        return self._link.received
+
+    @property
+    def messages_sent(self) -> int:
+        """
+        The answers and pushes sent to the client (mqant's C{SendNum}).
+        """
+        return self._link.sent
+
     def bind(self, uid: str) -> Deferred[None]:
         """
         Bind the session to C{uid}.
@@ -141,6 +169,28 @@ class Session:
         """
         if self.settings.pop(key, _MISSING) is not _MISSING:
             self._service._commit(self)
+
+    def import_settings(self, settings: dict[str, Any]) -> Deferred[None]:
+        """
+        Add C{settings}, the session's own values winning (mqant's
+        C{ImportSettings}); stored when bound.
+        """
+        return self.set_batch({key: value for key, value in settings.items() if key not in self.settings})
+
+    def set_settings(self, settings: dict[str, Any]) -> Deferred[None]:
+        """
+        Make the settings C{settings} (mqant's C{SetSettings}); stored when bound.
+        """
+        self.settings.clear()
+        self.settings.update(settings)
+        return self._service._commit(self)
+
+    def set_batch(self, settings: dict[str, Any]) -> Deferred[None]:
+        """
+        Set several settings at once, committed together (mqant's C{ToSetBatch}).
+        """
+        self.settings.update(settings)
+        return self._service._commit(self)
 
     def push(self, *keys: str) -> Deferred[None]:
         """

@@ -190,13 +190,21 @@ async function main() {
       const frame = new Uint8Array([3, 0, 0, 0, 4, 0, 0, 0x29, 7, 0, 6, ...utf8('{"msg":"hi","from":"bob","target":"*"}')]);
       const [beat, data] = g.decodePackages(frame.buffer);
       const push = g.decodeMessage(data.body, { 6: "onChat" });
+      const { Protobuf } = await import("./protobuf.js");
+      const onChat = { onChat: { msg: { option: "required", type: "string", tag: 1 },
+        from: { option: "required", type: "string", tag: 2 }, target: { option: "required", type: "string", tag: 3 },
+        __messages: {}, __tags: { 1: "msg", 2: "from", 3: "target" } } };
+      const protobuf = new Protobuf({ encoderProtos: onChat, decoderProtos: onChat });
+      const pb = protobuf.encode("onChat", { msg: "hi", from: "bob", target: "*" });
       return {
+        protobuf: hex(pb), decoded: protobuf.decode("onChat", pb),
         request: hex(request).slice(0, 14), requestLength: request.length,
         compressed: hex(compressed),
         frame: [beat.type, data.type], push: [push.type, push.route, new TextDecoder().decode(push.body)],
       };
     });
     const want = {
+      protobuf: "0a0268691203626f621a012a", decoded: { msg: "hi", from: "bob", target: "*" },
       request: "0400003c00011c", requestLength: 64, compressed: "0400000701ac0200057b7d",
       frame: [3, 4], push: [3, "onChat", '{"msg":"hi","from":"bob","target":"*"}'],
     };

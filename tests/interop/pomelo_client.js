@@ -14,11 +14,18 @@
  *   -> heartbeats until two round trips -> request connector.game.kickme
  *   -> kick package -> close.
  *
+ * When the handshake carries sys.protos, bodies of their routes go in
+ * protobuf with npm pinus-protobuf, as pomelo-client.js does with its
+ * protobuf component: requests and notifies encoded with protos.client,
+ * answers and pushes decoded with protos.server; the "protobuf" field of
+ * each sent, response and push observation says which it was.
+ *
  * Every observation is one JSON line on stdout. Exits 0 after the socket
  * closes, non-zero on an error or after 20 seconds whatever happens.
  */
 
 const { Package, Message, Protocol } = require('pinus-protocol');
+const { Protobuf } = require('pinus-protobuf');
 const WebSocket = require('ws');
 
 const LIMIT_MS = 20000;
@@ -53,6 +60,9 @@ setTimeout(function () {
 // Client state, named as in pomelo-client.js.
 let dict = null;   // route -> code
 let abbrs = {};    // code -> route
+let protobuf = null;
+let clientProtos = {};
+let serverProtos = {};
 let heartbeatInterval = 0;
 let heartbeatTimeout = 0;
 let heartbeatId = null;
@@ -81,14 +91,15 @@ function send(packet) {
  */
 function encode(id, route, msg, compress) {
   const type = id ? Message.TYPE_REQUEST : Message.TYPE_NOTIFY;
-  const body = Protocol.strencode(JSON.stringify(msg));
+  const binary = Boolean(protobuf && clientProtos[route]);
+  const body = binary ? protobuf.encode(route, msg) : Protocol.strencode(JSON.stringify(msg));
   let compressRoute = false;
   let wireRoute = route;
   if (compress !== false && dict && dict[route]) {
     wireRoute = dict[route];
     compressRoute = true;
   }
-  return { bytes: Message.encode(id, type, compressRoute, wireRoute, body), compressed: compressRoute };
+  return { bytes: Message.encode(id, type, compressRoute, wireRoute, body), compressed: compressRoute, protobuf: binary };
 }
 
 function request(route, msg, compress) {
@@ -96,13 +107,15 @@ function request(route, msg, compress) {
   routeMap[reqId] = route;
   const encoded = encode(reqId, route, msg, compress);
   send(Package.encode(Package.TYPE_DATA, encoded.bytes));
-  emit('sent', { type: 'request', id: reqId, route: route, compressed: encoded.compressed, flag: encoded.bytes[0] });
+  emit('sent', { type: 'request', id: reqId, route: route, compressed: encoded.compressed, flag: encoded.bytes[0],
+    protobuf: encoded.protobuf });
 }
 
 function notify(route, msg) {
   const encoded = encode(0, route, msg);
   send(Package.encode(Package.TYPE_DATA, encoded.bytes));
-  emit('sent', { type: 'notify', route: route, compressed: encoded.compressed, flag: encoded.bytes[0] });
+  emit('sent', { type: 'notify', route: route, compressed: encoded.compressed, flag: encoded.bytes[0],
+    protobuf: encoded.protobuf });
 }
 
 function clearTimers() {
@@ -136,6 +149,11 @@ function onHandshake(data) {
     for (const route in dict) {
       abbrs[dict[route]] = route;
     }
+  }
+  if (sys.protos) {
+    clientProtos = sys.protos.client || {};
+    serverProtos = sys.protos.server || {};
+    protobuf = new Protobuf({ encoderProtos: clientProtos, decoderProtos: serverProtos });
   }
   send(Package.encode(Package.TYPE_HANDSHAKE_ACK));
   emit('sent', { type: 'ack' });
@@ -184,6 +202,14 @@ function onHeartbeat() {
   }, heartbeatInterval);
 }
 
+// pomelo-client.js's deCompose: protobuf for the routes of serverProtos.
+function body(route, bytes) {
+  if (protobuf && serverProtos[route]) {
+    return protobuf.decode(route, bytes);
+  }
+  return JSON.parse(Protocol.strdecode(bytes));
+}
+
 // pomelo-client.js's defaultDecode and deCompose.
 function onData(data) {
   const msg = Message.decode(data);
@@ -194,7 +220,8 @@ function onData(data) {
       fail('response to unknown request ' + msg.id);
     }
     answered++;
-    emit('response', { id: msg.id, route: route, type: msg.type, body: JSON.parse(Protocol.strdecode(msg.body)) });
+    emit('response', { id: msg.id, route: route, type: msg.type, body: body(route, msg.body),
+      protobuf: Boolean(protobuf && serverProtos[route]) });
     maybeKick();
     return;
   }
@@ -207,7 +234,7 @@ function onData(data) {
   }
   emit('push', {
     route: route, compressed: Boolean(msg.compressRoute), code: msg.compressRoute ? msg.route : null,
-    type: msg.type, body: JSON.parse(Protocol.strdecode(msg.body)),
+    type: msg.type, body: body(route, msg.body), protobuf: Boolean(protobuf && serverProtos[route]),
   });
 }
 

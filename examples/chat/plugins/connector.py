@@ -29,13 +29,14 @@ class EntryHandler(Handler):
         if not username or not rid:
             return {"code": 500, "error": True}
         uid = f"{username}*{rid}"
-        if self.app.sessions.get_by_uid(uid):
+        session_service = self.app.get("sessionService")
+        if session_service.get_by_uid(uid):
             return {"code": 500, "error": True}
         await session.bind(uid)
         session.set("rid", rid)
         await session.push("rid")
         session.on_close(self._left)
-        users = await self.app.rpc.chat.chatRemote.add(session, uid, self.app.server_id, rid, True)
+        users = await self.app.rpc.chat.chatRemote.add(session, uid, self.app.get("serverId"), rid)
         return {"users": users}
 
     def _left(self, session: Any, reason: str) -> None:

@@ -18,12 +18,14 @@ class GateHandler(Handler):
 
     def queryEntry(self, msg: Any, session: Any) -> dict[str, Any]:
         """
-        Pick a connector by the uid as the demo does: C{{"code": 200, "host", "port"}},
-        or C{{"code": 500}} without a uid or a connector.
+        Pick one of the available connectors by the uid as the demo does:
+        C{{"code": 200, "host", "port"}}, or C{{"code": 500}} without a uid or
+        an available connector.
         """
         uid = msg.get("uid") if isinstance(msg, dict) else None
-        # By id, so that every gate picks the same connector for a uid.
-        connectors = sorted(self.app.servers_by_type("connector"), key=lambda server: server.id)
+        # The connectors that take clients now (a stopped or draining one
+        # does not), by id, so that every gate picks the same one for a uid.
+        connectors = self.app.node.available("connector")
         if not uid or not connectors:
             return {"code": 500}
         chosen = dispatch(str(uid), connectors)

@@ -23,6 +23,11 @@
  * and Pomelo report handler errors inside the body ({code: 500, ...}), so
  * look at it. Pending requests reject when the connection closes.
  * Routes in the handshake's sys.dict are sent and received as 2-byte codes.
+ * Bodies of the routes in the handshake's sys.protos go in Pomelo's protobuf
+ * format (./protobuf.js): requests and notifies with protos.client, answers
+ * and pushes with protos.server; every other body is JSON. An answer on a
+ * protobuf route that starts with "{" is JSON (an error the schema cannot
+ * carry): no body of that format starts with that byte.
  * Heartbeats: one is sent `heartbeat` seconds after each server heartbeat,
  * and the connection is closed if nothing arrives for 2 x heartbeat.
  * onClose listeners run once per connection with {code, reason, wasClean}.
@@ -30,6 +35,8 @@
  * Wire format: package = type (1 B) | body length (3 B, big-endian) | body;
  * message = flag (1 B) | [id varint] | [route] | body.
  */
+
+import { Protobuf } from "./protobuf.js";
 
 export const VERSION = "0.1.0";
 export const PKG = { HANDSHAKE: 1, ACK: 2, HEARTBEAT: 3, DATA: 4, KICK: 5 };
@@ -144,6 +151,7 @@ export class GamenetClient {
     this.heartbeat = 0;        // seconds, from the handshake; 0 = none
     this.routeToCode = {};
     this.codeToRoute = {};
+    this.protobuf = null;      // from the handshake's sys.protos
     this._nextId = 1;
     this._pending = new Map(); // id -> {route, resolve, reject}
     this._pushes = new Map();  // route -> [fn]
@@ -177,6 +185,9 @@ export class GamenetClient {
           this.codeToRoute = {};
           for (const [route, code] of Object.entries(sys.dict)) this.codeToRoute[code] = route;
         }
+        if (sys.protos) {
+          this.protobuf = new Protobuf({ encoderProtos: sys.protos.client, decoderProtos: sys.protos.server });
+        }
         this._send(PKG.ACK);
         this._alive();
         resolve(sys);
@@ -201,14 +212,31 @@ export class GamenetClient {
       if (!this._open()) { reject(new Error("not connected")); return; }
       const id = this._nextId++;
       this._pending.set(id, { route, resolve, reject });
-      this._sendMessage({ type: MSG.REQUEST, id, route, body: toJson(msg) });
+      this._sendMessage({ type: MSG.REQUEST, id, route, body: this._body(route, msg) });
     });
   }
 
   /** Send a notify: no answer. */
   notify(route, msg) {
     if (!this._open()) throw new Error("not connected");
-    this._sendMessage({ type: MSG.NOTIFY, route, body: toJson(msg) });
+    this._sendMessage({ type: MSG.NOTIFY, route, body: this._body(route, msg) });
+  }
+
+  _body(route, msg) {
+    if (this.protobuf && this.protobuf.encodes(route)) return this.protobuf.encode(route, msg === undefined ? {} : msg);
+    return toJson(msg);
+  }
+
+  _value(route, bytes) {
+    if (this.protobuf && this.protobuf.decodes(route) && bytes[0] !== 0x7b) {
+      try {
+        return this.protobuf.decode(route, bytes);
+      } catch (e) {
+        console.warn(`gamenet-client: a ${route} body does not decode:`, e.message);
+        return undefined;
+      }
+    }
+    return fromJson(bytes);
   }
 
   /** Call fn(body, route) for every push on route. */
@@ -286,14 +314,13 @@ export class GamenetClient {
       console.warn("gamenet-client: dropped a message:", e.message);
       return;
     }
-    const body = fromJson(message.body);
     if (message.type === MSG.RESPONSE) {
       const pending = this._pending.get(message.id);
       if (!pending) return;
       this._pending.delete(message.id);
-      pending.resolve(body);
+      pending.resolve(this._value(pending.route, message.body));
     } else if (message.type === MSG.PUSH) {
-      this._emit(this._pushes.get(message.route) || [], body, message.route);
+      this._emit(this._pushes.get(message.route) || [], this._value(message.route, message.body), message.route);
     }
   }
 

@@ -1,5 +1,6 @@
 """
-A tiny counter game on the connector: log in, count up, get pushed the total.
+A tiny counter game on the connector: log in, count up, get pushed the
+total; the totals are also served over HTTP.
 """
 
 from __future__ import annotations
@@ -8,7 +9,7 @@ from typing import Any
 
 from zope.interface import implementer
 
-from gamenet import BadRequest, Handler, IFilter, Refused, handler
+from gamenet import BadRequest, Handler, IFilter, Refused, RouteNotFound, handler
 
 
 @implementer(IFilter)
@@ -30,6 +31,8 @@ class CounterHandler(Handler):
     def init(self) -> None:
         self.totals: dict[str, int] = {}
         self.app.before(LoginRequired(), "connector.counterHandler.*")
+        self.app.http.bind_handler("GET:/totals", self._top)
+        self.app.http.bind_handler("GET:/totals/:name", self._total)
 
     async def login(self, msg: Any, session: Any) -> dict[str, Any]:
         """
@@ -56,6 +59,28 @@ class CounterHandler(Handler):
         Request: the player's total.
         """
         return {"count": self.totals.get(session.uid, 0)}
+
+    def _top(self, request: Any) -> dict[str, Any]:
+        """
+        C{GET /totals?limit=3}: the best totals, highest first, and how many
+        players are online. (Private, so that it is no game route: C{init}
+        binds it to its URI.)
+        """
+        limit = request.query.get("limit", "10")
+        if not limit.isdigit():
+            raise BadRequest("limit must be a whole number")
+        best = sorted(self.totals.items(), key=lambda item: -item[1])[: int(limit)]
+        return {"top": [{"name": name, "count": count} for name, count in best],
+                "online": self.app.sessions.bound_count}
+
+    def _total(self, request: Any) -> dict[str, Any]:
+        """
+        C{GET /totals/<name>}: one player's total; 404 for a name never seen.
+        """
+        name = request.params["name"]
+        if name not in self.totals:
+            raise RouteNotFound(f"no player {name}")
+        return {"name": name, "count": self.totals[name]}
 
 
 counter = handler(CounterHandler, "connector")

@@ -1,0 +1,690 @@
+"""
+The master's view of its servers, and what the admin service does to them.
+Tested in C{tests/test_fleet.py}.
+
+L{Fleet} follows every server of the cluster through three sources: the
+L{Supervisor<gamenet.cluster.master.Supervisor>}'s process events (started,
+exited), the master's logins (a server's link to the master is up or gone),
+and the C{status} control call it makes on every logged-in server every
+L{Fleet.interval} seconds. From those it gives each server a state::
+
+    starting -> up -> draining -> stopping -> down
+                                           -> restarting -> starting ...
+
+and the figures of the dashboard (requests and errors per second, latency
+p50/p99, CPU %) from the differences between two polls.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from collections import deque
+from itertools import count
+from typing import Any, Callable, Iterable
+
+import attrs
+from twisted.internet.defer import Deferred, DeferredList
+from twisted.internet.task import LoopingCall
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from ..cluster.control import ADMIN_KICK
+from ..cluster.master import child_command, child_environment, local_hosts
+from ..config import ConfigError, ServerConfig, load, server_from_spec, server_spec
+from ..errors import GamenetError
+from ..storage.blocked import BlockStore
+from . import stats
+from .blocking import Blocking
+from .interfaces import IFleet, IMaster, ISupervisor
+
+log = Logger()
+
+Record = dict[str, Any]
+
+
+def can_bind(host: str, port: int) -> str | None:
+    """
+    Whether a TCP port can be opened on C{host} now, as Twisted would open it.
+
+    @return: C{None} when it can, else the reason it cannot.
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        with socket.socket(family) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind((host, port))
+    except OSError as e:
+        return e.strerror or str(e)
+    return None
+
+
+def server_ports(server: ServerConfig) -> dict[str, int]:
+    """
+    The ports a server opens, by the key that sets them (C{node_port}, ...).
+    """
+    return {f"{name}_port": port for name, port in server.ports.items() if port}
+
+
+@attrs.define(eq=False)
+class _Member:
+    """
+    What the master knows of one server.
+
+    @ivar started: when its process started, by the fleet's clock.
+    @ivar login: when its current login began, in the fleet's event order;
+        C{None} while it is not logged in.
+    @ivar stopping: a stop, kill or restart was asked and its process has not exited.
+    @ivar restarting: start it again once its process has exited.
+    @ivar starts: how many times its process started.
+    @ivar status: its last C{status} during this login.
+    @ivar seen: when that status arrived, in the fleet's event order.
+    @ivar figures: rates and quantiles between its last two statuses.
+    @ivar routes: the same for each route, with its totals.
+    @ivar history: samples of the figures, the last L{Fleet.history_seconds}.
+    @ivar polling: a C{status} call is on its way.
+    """
+
+    server: ServerConfig
+    local: bool
+    pid: int | None = None
+    started: float = 0.0
+    login: int | None = None
+    stopping: bool = False
+    restarting: bool = False
+    starts: int = 0
+    status: dict[str, Any] | None = None
+    status_at: float = 0.0
+    seen: int = 0
+    figures: dict[str, Any] = attrs.Factory(dict)
+    routes: dict[str, Any] = attrs.Factory(dict)
+    history: deque[dict[str, Any]] = attrs.Factory(deque)
+    polling: bool = False
+
+    def forget_status(self) -> None:
+        self.status, self.figures, self.routes = None, {}, {}
+
+
+@implementer(IFleet)
+class Fleet:
+    """
+    The master's view of every server of its cluster, and the admin
+    operations on them; the admin API (L{gamenet.admin}) is a thin layer
+    over it. Every operation checks all of its input before it changes
+    anything, and raises L{GamenetError} with the HTTP status to answer
+    (400 bad input, 404 unknown server, 409 a conflict with the fleet's state).
+
+    @ivar interval: seconds between two polls of each server's status.
+    @ivar history_seconds: how long samples are kept for the dashboard.
+    """
+
+    interval = 2.0
+    history_seconds = 600.0
+
+    def __init__(
+        self, master: IMaster, clock: Any, store: BlockStore,
+        bindable: Callable[[str, int], str | None] = can_bind, hosts: set[str] | None = None,
+    ) -> None:
+        """
+        @param store: where the block list is kept.
+        @param bindable: tells why a port cannot be opened on a host, or C{None}.
+        @param hosts: the names of this machine (L{local_hosts} by default).
+        """
+        self.master = master
+        self.supervisor: ISupervisor = master.supervisor
+        self.clock = clock
+        self.store = store
+        self.bindable = bindable
+        self.hosts = local_hosts() if hosts is None else hosts
+        local = {server.id for server in master.local}
+        self._members = {server.id: _Member(server, server.id in local) for server in master.cluster.servers}
+        self._added: dict[str, ServerConfig] = {}
+        self._removed: set[str] = set()
+        self._removing: set[str] = set()
+        self.blocking = Blocking(store, self._frontends_up, self._call)
+        self._order = count(1)
+        self._started = 0.0
+        self._loop = LoopingCall(self.poll)
+        self._loop.clock = clock
+
+    # Life
+
+    def watch(self) -> None:
+        """
+        Take the servers' current state, follow their events, load the block
+        list and poll every L{interval} seconds.
+        """
+        self._started = self.clock.seconds()
+        for member in self._members.values():
+            if member.local:
+                member.pid = self.supervisor.pid(member.server.id)
+                if member.pid is not None:
+                    member.started, member.starts = self._started, 1
+            if member.server.id in self.master.up:
+                member.login = next(self._order)
+        self.supervisor.process_listeners.append(self._process)
+        self.master.member_listeners.append(self._member)
+        self.blocking.load()
+        self._loop.start(self.interval, now=True)
+
+    def unwatch(self) -> None:
+        """
+        Stop polling and following events.
+        """
+        if self._loop.running:
+            self._loop.stop()
+        for listeners, listener in ((self.supervisor.process_listeners, self._process),
+                                    (self.master.member_listeners, self._member)):
+            if listener in listeners:
+                listeners.remove(listener)
+
+    # Events
+
+    def _process(self, name: str, pid: int | None) -> None:
+        member = self._members.get(name)
+        if member is None:
+            return
+        if pid is not None:
+            member.pid, member.started = pid, self.clock.seconds()
+            member.starts += 1
+            member.stopping = member.restarting = False
+            return
+        member.pid, member.stopping = None, False
+        member.forget_status()
+        if name in self._removing:
+            self._forget(member)
+        elif member.restarting:
+            self.supervisor.start_process(name)
+
+    def _member(self, server_id: str, logged_in: bool) -> None:
+        member = self._members.get(server_id)
+        if member is None:
+            return
+        member.forget_status()
+        if not logged_in:
+            member.login = None
+            return
+        member.login = next(self._order)
+        self._greet(member.server)
+        self._poll(member)
+
+    def _greet(self, server: ServerConfig) -> None:
+        """
+        Tell a server that just logged in what changed since the cluster file
+        was read: servers added and removed, and the block list.
+        """
+        added = [server_spec(other) for other in self._added.values() if other.id != server.id]
+        if added:
+            self._call(server.id, "add_servers", specs=added)
+        if self._removed:
+            self._call(server.id, "remove_servers", ids=sorted(self._removed))
+        if server.frontend:
+            self.blocking.greet(server.id)
+
+    def _call(self, server_id: str, name: str, **kwargs: Any) -> Any:
+        d = self.master.control(server_id, name, **kwargs)
+        d.addErrback(self._call_failed, server_id, name)
+        return d
+
+    def _call_failed(self, failure: Failure, server_id: str, name: str) -> None:
+        log.warn("admin: control call {name} on {server_id} failed: {error}", name=name, server_id=server_id,
+                 error=failure.getErrorMessage())
+
+    # Polls
+
+    def poll(self) -> None:
+        """
+        Ask every logged-in server for its status (one call at a time each).
+        """
+        for server_id in list(self.master.up):
+            member = self._members.get(server_id)
+            if member is not None:
+                self._poll(member)
+
+    def _poll(self, member: _Member) -> None:
+        server_id = member.server.id
+        if member.polling or server_id not in self.master.up:
+            return
+        member.polling = True
+        avatar = self.master.up[server_id]
+        d = self.master.control(server_id, "status")
+        d.addCallbacks(self._status, self._call_failed, (member, avatar), errbackArgs=(server_id, "status"))
+        d.addBoth(self._polled, member)
+
+    def _polled(self, _: Any, member: _Member) -> None:
+        member.polling = False
+
+    def _status(self, status: Any, member: _Member, avatar: Any) -> None:
+        if self.master.up.get(member.server.id) is not avatar or not isinstance(status, dict):
+            return
+        now = self.clock.seconds()
+        before, before_at = member.status, member.status_at
+        member.status, member.status_at, member.seen = status, now, next(self._order)
+        if not member.local and (before is None or before.get("pid") != status.get("pid")):
+            member.starts += 1
+        if before is None or before.get("pid") != status.get("pid"):
+            return
+        seconds = now - before_at
+        metrics_before, metrics_after = stats.mapping(before.get("metrics")), stats.mapping(status.get("metrics"))
+        figures = stats.figures(metrics_before, metrics_after, seconds)
+        cpu = (stats.number(before, "cpu_seconds"), stats.number(status, "cpu_seconds"))
+        figures["cpu"] = 100 * stats.rate(*cpu, seconds)
+        member.figures = figures
+        member.routes = stats.route_figures(metrics_before, metrics_after, seconds)
+        member.history.append({
+            "t": now, "rps": figures["rps"], "p50": figures["p50"], "p99": figures["p99"],
+            "errors": figures["errors_per_second"], "cpu": figures["cpu"],
+            "rss": status.get("rss", 0), "clients": status.get("clients", 0),
+        })
+        while member.history and member.history[0]["t"] < now - self.history_seconds:
+            member.history.popleft()
+
+    # Views
+
+    def _state(self, member: _Member) -> str:
+        server_id = member.server.id
+        up = server_id in self.master.up
+        running = member.pid is not None if member.local else up
+        if not running:
+            pending = member.local and self.supervisor.restart_pending(server_id)
+            return "restarting" if member.restarting or pending else "down"
+        if up:
+            draining = member.stopping or (member.status or {}).get("state") == "draining"
+            return "draining" if draining else "up"
+        return "stopping" if member.stopping else "starting"
+
+    def _ready(self, member: _Member, state: str, up: list[_Member]) -> bool:
+        """
+        Up, not draining, its status known, and every other server that is
+        up (of C{up}) has reported since this login that its link to it is
+        available.
+        """
+        if state != "up" or member.status is None or member.login is None:
+            return False
+        for other in up:
+            if other is member:
+                continue
+            if other.status is None or other.seen < member.login:
+                return False
+            if stats.mapping(other.status.get("links")).get(member.server.id) is not True:
+                return False
+        return True
+
+    def _records(self, members: Iterable[_Member]) -> list[Record]:
+        states = {server_id: self._state(member) for server_id, member in self._members.items()}
+        up = [member for member in self._members.values() if states[member.server.id] == "up"]
+        return [self._record(member, states[member.server.id], up) for member in members]
+
+    def _record(self, member: _Member, state: str, up: list[_Member]) -> Record:
+        server = member.server
+        status = member.status or {}
+        figures = member.figures
+        uptime = None
+        if member.local and state not in ("down", "restarting"):
+            uptime = max(0.0, self.clock.seconds() - member.started)
+        elif not member.local and "started" in status:
+            uptime = max(0.0, self.clock.seconds() - stats.number(status, "started"))
+        # Live figures only from a server logged in now: a stopped one has none.
+        live = state in ("up", "draining")
+
+        def now(value: Any) -> Any:
+            return value if live else None
+
+        return {
+            "id": server.id,
+            "type": server.type,
+            "host": server.host,
+            "ports": {**server.ports, **stats.mapping(status.get("ports"))},
+            "pid": member.pid if member.local else status.get("pid"),
+            "state": state,
+            "ready": self._ready(member, state, up),
+            "uptime": uptime,
+            "restarts": max(0, member.starts - 1),
+            "clients": now(status.get("clients", 0)),
+            "sessions": now(status.get("sessions", 0)),
+            "rps": now(figures.get("rps", 0.0)),
+            "errors_per_second": now(figures.get("errors_per_second", 0.0)),
+            "p50": now(figures.get("p50")),
+            "p99": now(figures.get("p99")),
+            "cpu": now(figures.get("cpu", 0.0)),
+            "rss": now(status.get("rss", 0)),
+            "frontend": server.frontend,
+        }
+
+    def _get(self, server_id: str) -> _Member:
+        member = self._members.get(server_id)
+        if member is None:
+            raise GamenetError(f"no server {server_id} (servers: {', '.join(self._members) or 'none'})", 404)
+        return member
+
+    def cluster(self) -> Record:
+        """
+        The cluster's name, the master's pid and uptime, and how many servers
+        it has and how many are up.
+        """
+        records = self.servers()
+        return {
+            "name": self.master.cluster.name,
+            "master": {"pid": os.getpid(), "uptime": self.clock.seconds() - self._started},
+            "servers": len(records),
+            "up": sum(1 for record in records if record["state"] == "up"),
+        }
+
+    def servers(self, server_type: str | None = None) -> list[Record]:
+        """
+        A record of every server (of one type), in the cluster's order.
+
+        @raise GamenetError: 400, no server has that type.
+        """
+        if server_type is not None and not any(m.server.type == server_type for m in self._members.values()):
+            raise GamenetError(self._unknown_type(server_type), 400)
+        return self._records(member for member in self._members.values()
+                             if server_type is None or member.server.type == server_type)
+
+    def server(self, server_id: str) -> Record:
+        """
+        One server's record, with its routes' figures.
+
+        @raise GamenetError: 404, no such server.
+        """
+        member = self._get(server_id)
+        return {**self._records([member])[0], "routes": member.routes}
+
+    def history(self, seconds: float) -> Record:
+        """
+        The samples of the last C{seconds} (at most L{history_seconds}) of every server.
+        """
+        since = self.clock.seconds() - seconds
+        return {
+            "interval": self.interval,
+            "servers": {server_id: [sample for sample in member.history if sample["t"] >= since]
+                        for server_id, member in self._members.items()},
+        }
+
+    # Stop, kill, restart
+
+    def _select(self, servers: list[str] | None, server_type: str | None, all: bool) -> tuple[list[_Member], bool]:
+        """
+        @return: the servers chosen, and whether they were named one by one.
+        """
+        if sum((servers is not None, server_type is not None, bool(all))) != 1:
+            raise GamenetError('give one of "servers" (a list of ids), "type" or "all"', 400)
+        if servers is not None:
+            return [self._get(server_id) for server_id in dict.fromkeys(servers)], True
+        if server_type is not None:
+            chosen = [member for member in self._members.values() if member.server.type == server_type]
+            if not chosen:
+                raise GamenetError(self._unknown_type(server_type), 400)
+            return chosen, False
+        return list(self._members.values()), False
+
+    def _unknown_type(self, server_type: str) -> str:
+        types = sorted({member.server.type for member in self._members.values()})
+        return f"unknown server type {server_type} (types: {', '.join(types) or 'none'})"
+
+    def _here(self, members: list[_Member], named: bool, running: bool) -> list[_Member]:
+        """
+        The servers of C{members} this master runs (and, if C{running}, whose
+        process runs or waits to restart); a server named one by one that is
+        not is a 409.
+        """
+        chosen = []
+        for member in members:
+            problem = None
+            if not member.local:
+                problem = f"server {member.server.id} runs on {member.server.host}, not under this master"
+            elif member.server.id in self._removing:
+                problem = f"server {member.server.id} is being removed"
+            elif running and self._state(member) == "down":
+                problem = f"server {member.server.id} is not running"
+            if problem is None:
+                chosen.append(member)
+            elif named:
+                raise GamenetError(problem, 409)
+        return chosen
+
+    def stop(self, servers: list[str] | None = None, type: str | None = None, all: bool = False) -> list[str]:
+        """
+        Stop servers: C{SIGTERM}, so that each drains, and no restart.
+
+        @return: the ids of the servers stopped.
+        """
+        members = self._here(*self._select(servers, type, all), running=True)
+        for member in members:
+            self._halt(member)
+            self.supervisor.stop_processes([member.server.id])
+        return self._ids(members, "stopping")
+
+    def kill(self, servers: list[str] | None = None, type: str | None = None, all: bool = False) -> list[str]:
+        """
+        Kill servers: C{SIGKILL}, no drain, and no restart.
+
+        @return: the ids of the servers killed.
+        """
+        members = self._here(*self._select(servers, type, all), running=True)
+        for member in members:
+            self._halt(member)
+            self.supervisor.kill_process(member.server.id)
+        return self._ids(members, "killing")
+
+    def restart(self, servers: list[str] | None = None, type: str | None = None, all: bool = False) -> list[str]:
+        """
+        Restart servers: stop each (it drains), and start it once it has
+        exited; a server that is not running is started at once.
+
+        @return: the ids of the servers restarted.
+        """
+        members = self._here(*self._select(servers, type, all), running=False)
+        for member in members:
+            server_id = member.server.id
+            if member.pid is None:
+                self.supervisor.start_process(server_id)
+                continue
+            self._halt(member)
+            member.restarting = True
+            self.supervisor.stop_processes([server_id])
+        return self._ids(members, "restarting")
+
+    def _halt(self, member: _Member) -> None:
+        self.supervisor.hold(member.server.id)
+        member.restarting = False
+        member.stopping = member.pid is not None
+
+    def _ids(self, members: list[_Member], doing: str) -> list[str]:
+        ids = [member.server.id for member in members]
+        if ids:
+            log.info("admin: {doing} {ids}", doing=doing, ids=", ".join(ids))
+        return ids
+
+    # Add, remove
+
+    def add(self, section: str | None = None, spec: Any = None) -> Record:
+        """
+        Add a server at run time and start it: the section of that id in the
+        cluster file as it is now, or a full spec (L{server_spec}'s shape).
+        Every logged-in server is told of it; those that log in later too.
+
+        @raise GamenetError: 400 for a bad spec, a file that cannot be read,
+            an unknown type or another machine's host; 404 for a section
+            that is not in the file; 409 for an id that exists or a port
+            another server has or that cannot be opened.
+        """
+        if (section is None) == (spec is None):
+            raise GamenetError('give either "section" or "spec"', 400)
+        server = self._from_file(section) if section is not None else self._from_spec(spec)
+        self._check(server)
+        master, supervisor = self.master, self.supervisor
+        master.cluster = attrs.evolve(master.cluster, servers=(*master.cluster.servers, server))
+        master.local.append(server)
+        member = self._members[server.id] = _Member(server, True)
+        self._added[server.id] = server
+        self._removed.discard(server.id)
+        if not server.auto_restart:
+            supervisor.no_restart.add(server.id)
+        command = child_command(master.cluster, server, master.env) + ["--server-spec", json.dumps(server_spec(server))]
+        supervisor.addProcess(server.id, command, env=child_environment())
+        log.info("admin: added server {server_id} ({server_type})", server_id=server.id, server_type=server.type)
+        for server_id in list(master.up):
+            if server_id != server.id:
+                self._call(server_id, "add_servers", specs=[server_spec(server)])
+        return self._records([member])[0]
+
+    def _from_file(self, section: str) -> ServerConfig:
+        path = self.master.cluster.path
+        server_id = section[len("server:"):] if section.startswith("server:") else section
+        try:
+            cluster = load(path)
+        except ConfigError as e:
+            raise GamenetError(f"{path} cannot be used now: {'; '.join(e.problems)}", 400) from None
+        try:
+            return cluster.server(server_id)
+        except KeyError:
+            raise GamenetError(f"no section [server:{server_id}] in {path}", 404) from None
+
+    def _from_spec(self, spec: Any) -> ServerConfig:
+        try:
+            return server_from_spec(spec, self.master.cluster)
+        except ConfigError as e:
+            raise GamenetError("; ".join(e.problems), 400) from None
+
+    def _check(self, server: ServerConfig) -> None:
+        if server.id in self._members:
+            raise GamenetError(f"server {server.id} already exists", 409)
+        if not any(member.server.type == server.type for member in self._members.values()):
+            raise GamenetError(self._unknown_type(server.type), 400)
+        if server.host not in self.hosts:
+            raise GamenetError(f"host {server.host} of server {server.id} is not this machine: "
+                               "a master starts only servers of its own host", 400)
+        taken = self._ports_taken()
+        for key, port in server_ports(server).items():
+            other = taken.get((server.host, port))
+            if other is not None:
+                raise GamenetError(f"{key} {port} of server {server.id} is also {other}", 409)
+            reason = self.bindable(server.host, port)
+            if reason is not None:
+                raise GamenetError(f"{key} {port} of server {server.id} cannot be opened on {server.host}: {reason}",
+                                   409)
+
+    def _ports_taken(self) -> dict[tuple[str, int], str]:
+        cluster = self.master.cluster
+        taken = {
+            (member.server.host, port): f"[server:{member.server.id}] {key}"
+            for member in self._members.values() for key, port in server_ports(member.server).items()
+        }
+        if cluster.master_port:
+            taken[cluster.master_host, cluster.master_port] = "[cluster] master_port"
+        if cluster.admin_port:
+            taken[cluster.admin_host, cluster.admin_port] = "[cluster] admin_port"
+        return taken
+
+    def remove(self, server_id: str) -> None:
+        """
+        Remove a server: stop it (it drains), then forget it and tell every
+        server; one that is not running is forgotten at once.
+
+        @raise GamenetError: 404, no such server; 409, another machine's
+            server, or one being removed already.
+        """
+        member = self._get(server_id)
+        self._here([member], True, running=False)
+        if server_id in self._removing:
+            raise GamenetError(f"server {server_id} is being removed already", 409)
+        log.info("admin: removing server {server_id}", server_id=server_id)
+        self._halt(member)
+        if member.pid is None:
+            self._forget(member)
+            return
+        self._removing.add(server_id)
+        self.supervisor.stop_processes([server_id])
+
+    def _forget(self, member: _Member) -> None:
+        server_id = member.server.id
+        master, supervisor = self.master, self.supervisor
+        del self._members[server_id]
+        self._removing.discard(server_id)
+        servers = tuple(server for server in master.cluster.servers if server.id != server_id)
+        master.cluster = attrs.evolve(master.cluster, servers=servers)
+        master.local[:] = [server for server in master.local if server.id != server_id]
+        try:
+            supervisor.removeProcess(server_id)
+        except KeyError:
+            pass
+        supervisor.held.discard(server_id)
+        supervisor.no_restart.discard(server_id)
+        if self._added.pop(server_id, None) is None:
+            self._removed.add(server_id)
+        for other in list(master.up):
+            if other != server_id:
+                self._call(other, "remove_servers", ids=[server_id])
+        log.info("admin: removed server {server_id}", server_id=server_id)
+
+    # Clients
+
+    def _frontends_up(self) -> list[str]:
+        return [server_id for server_id, member in self._members.items()
+                if member.server.frontend and server_id in self.master.up]
+
+    async def _on_frontends(self, name: str, key: str, **kwargs: Any) -> int:
+        """
+        Make one control call on every logged-in frontend and add up C{key}
+        of their answers; a frontend that fails is logged and counts 0.
+        """
+        ids = self._frontends_up()
+        results = await DeferredList([self.master.control(server_id, name, **kwargs) for server_id in ids],
+                                     consumeErrors=True)
+        total = 0
+        for server_id, (ok, result) in zip(ids, results):
+            if ok:
+                total += int(stats.mapping(result).get(key, 0))
+            else:
+                self._call_failed(result, server_id, name)
+        return total
+
+    async def kick(self, uid: str | None = None, server: str | None = None, session: int | None = None,
+                   reason: str = ADMIN_KICK) -> int:
+        """
+        Kick a uid's sessions on every frontend, or one session of one server.
+
+        @return: how many sessions were kicked.
+        @raise GamenetError: 404, no such server; 409, the server is not up.
+        """
+        if (uid is None) == (server is None or session is None):
+            raise GamenetError('give either "uid", or "server" and "session"', 400)
+        if uid is not None:
+            return await self._on_frontends("kick", "kicked", uid=uid, reason=reason)
+        assert server is not None
+        self._get(server)
+        if server not in self.master.up:
+            raise GamenetError(f"server {server} is not up", 409)
+        result = await self.master.control(server, "kick", session=session, reason=reason)
+        return int(stats.mapping(result).get("kicked", 0))
+
+    async def broadcast(self, route: str, msg: Any) -> int:
+        """
+        Push C{msg} on C{route} to every client of every frontend.
+
+        @return: how many sessions it was written to.
+        """
+        return await self._on_frontends("broadcast", "sessions", route=route, msg=msg)
+
+    # Block list (see L{Blocking})
+
+    async def blocked(self) -> list[str]:
+        """
+        The blocked addresses and networks (L{Blocking.blocked}).
+        """
+        return await self.blocking.blocked()
+
+    async def block(self, networks: list[str]) -> list[str]:
+        """
+        Block more addresses or networks on every frontend (L{Blocking.block}).
+        """
+        return await self.blocking.block(networks)
+
+    async def unblock(self, networks: list[str]) -> list[str]:
+        """
+        Unblock addresses or networks (L{Blocking.unblock}).
+        """
+        return await self.blocking.unblock(networks)

@@ -1,0 +1,141 @@
+"""
+HTTP services the GoFrame way, on any server: handlers bound to URI
+patterns as functions, objects, REST objects and per-request controllers,
+bound to domains, with hook events around them; see C{doc/http.md}.
+
+C{app.http} is the server's L{HttpRoutes}; L{HttpService} serves it on the
+server's C{http_port}. The work is in C{_patterns} (GoFrame patterns over
+werkzeug's routing), C{_registry} (the modes and hooks), C{_plugins} (the
+same as plugin registrations), C{_request}
+(L{HttpRequest}), C{_resource} (dispatch and errors) and C{_limits}.
+Tested in C{tests/test_http.py}, C{tests/test_http_limits.py} and
+C{tests/test_http_chat.py}.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from twisted.application.service import Service
+from twisted.internet.defer import Deferred, maybeDeferred, succeed
+from twisted.logger import Logger
+from twisted.web.resource import IResource
+
+from ..config import ServerConfig
+from ..connector.listener import ListenError, listen
+from ..connector.tls import server_context
+from ._limits import Limits, LimitedSite
+from ._patterns import Pattern, parse
+from ._plugins import http_controller, http_handler, http_hook, http_object
+from ._registry import EVENTS, HttpRoutes, uri_name
+from ._request import HttpRequest
+from ._resource import HttpResource, MethodNotAllowed
+
+if TYPE_CHECKING:
+    from ..app import Application
+
+__all__ = [
+    "EVENTS",
+    "Controller",
+    "HttpRequest",
+    "HttpResource",
+    "HttpRoutes",
+    "HttpService",
+    "Limits",
+    "MethodNotAllowed",
+    "Pattern",
+    "attach",
+    "http_controller",
+    "http_handler",
+    "http_hook",
+    "http_object",
+    "parse",
+    "uri_name",
+]
+
+log = Logger()
+
+
+class Controller:
+    """
+    A convenient base for controllers (L{HttpRoutes.bind_controller}): made
+    with the app for one request, it keeps the request from C{init}.
+
+    @ivar app: the Application.
+    @ivar request: the L{HttpRequest} being served, from C{init} on.
+    """
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.request: HttpRequest | None = None
+
+    def init(self, request: HttpRequest) -> None:
+        """
+        Called before the method.
+        """
+        self.request = request
+
+    def shut(self, request: HttpRequest) -> None:
+        """
+        Called after the method, even when it raised.
+        """
+
+
+class HttpService(Service):
+    """
+    Serves a server's HTTP routes on C{http_host:http_port}, over TLS when
+    C{http_tls_cert} is set.
+
+    The port is opened in C{privilegedStartService}, so that a port in use
+    (or a certificate that cannot be read) stops the server before it starts,
+    with one line (a L{ListenError}).
+    """
+
+    name = "http"
+
+    def __init__(self, server: ServerConfig, resource: IResource, reactor: Any) -> None:
+        self.server = server
+        self.resource = resource
+        self.reactor = reactor
+        self.site: LimitedSite | None = None
+        self.port: Any = None
+
+    def privilegedStartService(self) -> None:
+        super().privilegedStartService()
+        self._listen()
+
+    def startService(self) -> None:
+        if self.port is None:
+            self._listen()
+        super().startService()
+
+    def _listen(self) -> None:
+        options = self.server.http
+        try:
+            tls = server_context(options.tls_cert, options.tls_key) if options.tls_cert else None
+        except (OSError, ValueError) as e:
+            raise ListenError(f"{self.server.id}: cannot serve HTTPS with http_tls_cert {options.tls_cert}: {e}") \
+                from None
+        host = options.host or self.server.host
+        limits = Limits(options.max_body_size, options.max_header_size, options.request_timeout,
+                        options.max_connections)
+        self.site = LimitedSite(self.resource, limits, self.reactor)
+        self.port = listen(self.reactor, options.port, self.site, host, f"{self.server.id}: cannot serve HTTP", tls)
+        log.info("{server_id} serving HTTP on {scheme}://{host}:{port}/", server_id=self.server.id,
+                 scheme="https" if tls else "http", host=host, port=self.port.getHost().port)
+
+    def stopService(self) -> Deferred[None]:  # type: ignore[override]
+        super().stopService()
+        port, self.port = self.port, None
+        return maybeDeferred(port.stopListening) if port is not None else succeed(None)
+
+
+def attach(app: Application) -> HttpRoutes:
+    """
+    Make C{app.http}, the server's route table, and serve it on the
+    server's C{http_port} as a child service (none when that is 0).
+    """
+    routes = HttpRoutes(app)
+    if app.server.http.port:
+        HttpService(app.server, HttpResource(routes, app.server_id), app.reactor).setServiceParent(app)
+    return routes

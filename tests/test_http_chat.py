@@ -1,0 +1,196 @@
+"""
+The chat example's HTTP API (C{examples/chat/plugins/api.py}) on the gate:
+in a L{MemoryCluster} through L{StubTreq}, and in the default cluster of
+processes, where a client in a room hears an announcement posted over HTTP.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+from typing import Any
+
+import treq
+from twisted.internet import reactor
+from twisted.trial.unittest import SynchronousTestCase, TestCase
+from twisted.web.client import HTTPConnectionPool
+from treq.testing import StubTreq
+
+from examples.chat.plugins.api import DEFAULT_TOKEN
+from gamenet.client import Client
+from gamenet.http import HttpResource
+
+from ._processes import accepts, environ, eventually, kill_leftovers, process_table, twistd_command
+from .test_chat import GARDEN, LOBBY, ChatClusterMixin, chat
+from .test_twistd import default_cluster
+
+AUTH = {"Authorization": f"Bearer {DEFAULT_TOKEN}"}
+
+
+class ChatApiTests(ChatClusterMixin, SynchronousTestCase):
+    """
+    The API served by the gate of the chat cluster in memory.
+    """
+
+    def setUp(self):
+        super().setUp()
+        self.stub = StubTreq(HttpResource(self.cluster.apps["gate-1"].http, "gate-1"))
+
+    def call(self, method: str, path: str, **kwargs: Any) -> tuple[int, Any]:
+        d = self.stub.request(method, f"http://127.0.0.1{path}", **kwargs)
+        for _ in range(100):
+            self.cluster.flush()
+            self.stub.flush()
+            if d.called:
+                break
+        response = self.successResultOf(d)
+        d = self.stub.content(response)
+        self.stub.flush()
+        return response.code, json.loads(self.successResultOf(d))
+
+    def test_rooms(self):
+        """
+        C{GET /rooms} lists the rooms of both chat servers with their counts;
+        C{GET /rooms/<rid>/users} the names in one.
+        """
+        for user in ("alice@lobby", "bob@lobby", "dave@garden"):
+            self.enter(user)
+        self.assertNotEqual(self.chat_app(LOBBY), self.chat_app(GARDEN))
+        self.assertEqual(self.call("GET", "/rooms"),
+                         (200, {"rooms": [{"rid": GARDEN, "users": 1}, {"rid": LOBBY, "users": 2}]}))
+        self.assertEqual(self.call("GET", f"/rooms/{LOBBY}/users"), (200, {"rid": LOBBY, "users": ["alice", "bob"]}))
+        self.assertEqual(self.call("GET", "/rooms/empty/users"), (200, {"rid": "empty", "users": []}))
+        self.assertEqual(self.call("POST", "/rooms")[0], 405)
+
+    def test_announce(self):
+        """
+        C{POST /rooms/<rid>/announce} pushes C{onChat} from C{system} to
+        everyone in the room, on both connectors, and no one else.
+        """
+        for user in ("alice@lobby", "bob@lobby", "carol@lobby", "dave@garden"):
+            self.enter(user)
+        self.assertEqual(len({self.servers[u] for u in ("alice@lobby", "bob@lobby", "carol@lobby")}), 2)
+        self.assertEqual(self.call("POST", f"/rooms/{LOBBY}/announce", json={"msg": "closing soon"}, headers=AUTH),
+                         (200, {"rid": LOBBY, "pushed": 3}))
+        for user in ("alice@lobby", "bob@lobby", "carol@lobby"):
+            self.assertEqual(self.pushes[user][-1], chat("closing soon", "system"), user)
+        self.assertNotIn(chat("closing soon", "system"), self.pushes["dave@garden"])
+
+    def test_token(self):
+        """
+        Without the token, or with another, the announcement is refused
+        401 by the BeforeServe hook; a bad body is 400.
+        """
+        self.enter("alice@lobby")
+        for headers in ({}, {"Authorization": "Bearer nope"}, {"Authorization": DEFAULT_TOKEN}):
+            code, body = self.call("POST", f"/rooms/{LOBBY}/announce", json={"msg": "x"}, headers=headers)
+            self.assertEqual((code, body["code"]), (401, 401))
+        self.assertEqual(self.call("POST", f"/rooms/{LOBBY}/announce", json={"text": "x"}, headers=AUTH)[0], 400)
+        self.assertNotIn(chat("x", "system"), self.pushes["alice@lobby"])
+
+    def test_heldNowhere(self):
+        """
+        A room its chat server no longer holds (it died; the room now routes
+        to the other one, which holds none yet) is rebuilt from the
+        connectors' sessions for an announcement, which reaches everyone.
+        """
+        self.enter("alice@lobby")
+        self.enter("bob@lobby")
+        home, other = self.chat_apps(LOBBY)
+        self.cluster.kill(home.server_id)
+        self.assertEqual(other.channels.channels, [])
+        self.assertEqual(self.call("POST", f"/rooms/{LOBBY}/announce", json={"msg": "still here"}, headers=AUTH),
+                         (200, {"rid": LOBBY, "pushed": 2}))
+        self.assertEqual(self.pushes["alice@lobby"][-1], chat("still here", "system"))
+        self.assertEqual(self.pushes["bob@lobby"][-1], chat("still here", "system"))
+        self.assertEqual(self.call("GET", "/rooms"), (200, {"rooms": [{"rid": LOBBY, "users": 2}]}))
+
+
+START_TIMEOUT = 60.0
+
+
+class ChatApiProcessTests(TestCase):
+    """
+    The default cluster (etc/cluster.ini on free ports) run by its master: a
+    client in a room hears what is announced on the gate's HTTP port.
+    """
+
+    timeout = 180
+
+    async def setUp(self) -> None:
+        self.directory = os.path.abspath(self.mktemp())
+        os.makedirs(self.directory)
+        path, self.frontends, self.ports = default_cluster(self.directory)
+        self.log_path = os.path.join(self.directory, "master.log")
+        with open(self.log_path, "wb") as out:
+            self.master = subprocess.Popen(
+                [*twistd_command(), "-n", "--pidfile=", "gamenet", "--config", path],
+                cwd=self.directory, env=environ(), stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+            )
+        self.addCleanup(self.stop_everything)
+        self.pool = HTTPConnectionPool(reactor, False)
+        self.addCleanup(self.pool.closeCachedConnections)
+        self.clients: list[Client] = []
+
+    def fail_with_log(self, text: str) -> Any:
+        with open(self.log_path, encoding="utf-8", errors="replace") as f:
+            self.fail(f"{text}\n--- master log ---\n{f.read()[-20000:]}")
+
+    def ours(self) -> list[int]:
+        return [pid for pid, (_, state, cmdline) in process_table().items()
+                if state not in ("Z", "X") and any(self.directory in arg for arg in cmdline)]
+
+    async def stop_everything(self) -> None:
+        for client in self.clients:
+            client.close()
+        if self.master.poll() is None:
+            self.master.send_signal(signal.SIGTERM)
+            try:
+                self.master.wait(30)
+            except subprocess.TimeoutExpired:
+                self.master.kill()
+                self.master.wait(30)
+        kill_leftovers(self.ours, 0.05)
+
+    async def test_announce(self) -> None:
+        """
+        A client enters a room on a connector; C{POST /rooms/<rid>/announce}
+        on the gate pushes it C{onChat} from C{system}.
+        """
+        http = self.ports["server:gate-1 http_port"]
+        connector = next(port for kind, port in self.frontends.values() if kind == "connector")
+        pushes: list[Any] = []
+
+        async def entered() -> bool:
+            if self.master.poll() is not None:
+                self.fail_with_log(f"the master exited with {self.master.returncode}")
+            if not (accepts(http) and accepts(connector)):
+                return False
+            client = await Client.connect(reactor, "127.0.0.1", connector, "tcp", timeout=5).addTimeout(10, reactor)
+            self.clients.append(client)
+            client.on("onChat", lambda body: pushes.append(body))
+            name = f"ann{len(self.clients)}"
+            entering = client.request("connector.entryHandler.enter", {"username": name, "rid": "lobby"})
+            answer = await entering.addTimeout(10, reactor)
+            return "users" in answer
+
+        await eventually(entered, START_TIMEOUT, "a client in room lobby", self.fail_with_log, 0.2)
+
+        async def announced() -> Any:
+            response = await treq.post(f"http://127.0.0.1:{http}/rooms/lobby/announce", json={"msg": "hello all"},
+                                       headers=AUTH, pool=self.pool, timeout=10)
+            body = await response.json()
+            return response.code == 200 and body["pushed"] >= 1 and body
+
+        self.assertEqual((await eventually(announced, START_TIMEOUT, "the announcement", self.fail_with_log, 0.2))
+                         ["rid"], "lobby")
+
+        async def heard() -> bool:
+            return {"msg": "hello all", "from": "system", "target": "*"} in pushes
+
+        await eventually(heard, 20, "the announcement reaching the client", self.fail_with_log, 0.1)
+        response = await treq.get(f"http://127.0.0.1:{http}/rooms", pool=self.pool, timeout=10)
+        rooms = (await response.json())["rooms"]
+        self.assertIn("lobby", [room["rid"] for room in rooms])
