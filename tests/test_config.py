@@ -409,7 +409,7 @@ class SecretTests(ConfigTestCase):
         Without an C{environ} argument, C{GAMENET_SECRET} is read from
         C{os.environ}.
         """
-        self.patch(config.os, "environ", {"GAMENET_SECRET": "from-os"})
+        self.patch(os, "environ", {"GAMENET_SECRET": "from-os"})
         self.assertEqual(config.load(self.write(MINIMAL)).secret, "from-os")
 
     def test_missing(self) -> None:
