@@ -16,14 +16,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from twisted.application.service import Service
-from twisted.internet.defer import Deferred, maybeDeferred, succeed
-from twisted.logger import Logger
 from twisted.web.resource import IResource
 
 from ..config import ServerConfig
-from ..connector.listener import ListenError, listen
+from ..connector.listener import ListenError
 from ..connector.tls import server_context
+from ..connector.web import SiteListener
 from ._limits import Limits, LimitedSite
 from ._patterns import Pattern, parse
 from ._plugins import http_controller, http_handler, http_hook, http_object
@@ -53,8 +51,6 @@ __all__ = [
     "uri_name",
 ]
 
-log = Logger()
-
 
 class Controller:
     """
@@ -81,53 +77,35 @@ class Controller:
         """
 
 
-class HttpService(Service):
+class HttpService(SiteListener):
     """
     Serves a server's HTTP routes on C{http_host:http_port}, over TLS when
-    C{http_tls_cert} is set.
-
-    The port is opened in C{privilegedStartService}, so that a port in use
-    (or a certificate that cannot be read) stops the server before it starts,
-    with one line (a L{ListenError}).
+    C{http_tls_cert} is set, with the limits of its C{http_*} keys.
     """
 
     name = "http"
+    what = "serve HTTP"
 
     def __init__(self, server: ServerConfig, resource: IResource, reactor: Any) -> None:
+        super().__init__(server.id, server.http.host or server.host, server.http.port, reactor)
         self.server = server
         self.resource = resource
-        self.reactor = reactor
-        self.site: LimitedSite | None = None
-        self.port: Any = None
 
-    def privilegedStartService(self) -> None:
-        super().privilegedStartService()
-        self._listen()
-
-    def startService(self) -> None:
-        if self.port is None:
-            self._listen()
-        super().startService()
-
-    def _listen(self) -> None:
+    def tls(self) -> Any:
         options = self.server.http
+        if not options.tls_cert:
+            return None
         try:
-            tls = server_context(options.tls_cert, options.tls_key) if options.tls_cert else None
+            return server_context(options.tls_cert, options.tls_key)
         except (OSError, ValueError) as e:
             raise ListenError(f"{self.server.id}: cannot serve HTTPS with http_tls_cert {options.tls_cert}: {e}") \
                 from None
-        host = options.host or self.server.host
+
+    def site(self) -> LimitedSite:
+        options = self.server.http
         limits = Limits(options.max_body_size, options.max_header_size, options.request_timeout,
                         options.max_connections)
-        self.site = LimitedSite(self.resource, limits, self.reactor)
-        self.port = listen(self.reactor, options.port, self.site, host, f"{self.server.id}: cannot serve HTTP", tls)
-        log.info("{server_id} serving HTTP on {scheme}://{host}:{port}/", server_id=self.server.id,
-                 scheme="https" if tls else "http", host=host, port=self.port.getHost().port)
-
-    def stopService(self) -> Deferred[None]:  # type: ignore[override]
-        super().stopService()
-        port, self.port = self.port, None
-        return maybeDeferred(port.stopListening) if port is not None else succeed(None)
+        return LimitedSite(self.resource, limits, self.reactor)
 
 
 def attach(app: Application) -> HttpRoutes:

@@ -9,14 +9,10 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
-from twisted.logger import Logger
 from twisted.web.resource import IResource, Resource
 from twisted.web.server import Request, Site
 
-from ..connector.listener import listen
-from ..connector.web import WebListener
-
-log = Logger()
+from ..connector.web import SiteListener
 
 
 class _Exposition(Resource):
@@ -45,20 +41,17 @@ def metrics_resource(registry: CollectorRegistry) -> IResource:
     return root
 
 
-class MetricsListener(WebListener):
+class MetricsListener(SiteListener):
     """
-    Serves C{/metrics} on C{host:port}: a L{WebListener} (the port opened in
-    C{privilegedStartService}, so that a port in use stops the server before
-    it starts) serving a registry instead of files.
+    Serves C{/metrics} of a registry on C{host:port}.
     """
+
+    what = "serve metrics"
+    path = "/metrics"
 
     def __init__(self, server_id: str, registry: CollectorRegistry, host: str, port: int, reactor: Any) -> None:
-        super().__init__(server_id, "", host, port, reactor)
+        super().__init__(server_id, host, port, reactor)
         self.registry = registry
 
-    def _listen(self) -> None:
-        site = Site(metrics_resource(self.registry))
-        site.noisy = False
-        self.port = listen(self.reactor, self.port_number, site, self.host, f"{self.server_id}: cannot serve metrics")
-        log.info("{server_id} serving metrics on http://{host}:{port}/metrics", server_id=self.server_id,
-                 host=self.host, port=self.port.getHost().port)
+    def site(self) -> Site:
+        return Site(metrics_resource(self.registry))
