@@ -25,7 +25,7 @@ from itertools import count
 from typing import Any, Callable, Iterable
 
 import attrs
-from twisted.internet.defer import Deferred, DeferredList
+from twisted.internet.defer import DeferredList
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
