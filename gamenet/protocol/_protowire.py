@@ -13,6 +13,7 @@ import struct
 from typing import Any, Callable, Mapping
 
 from .errors import ProtobufError
+from .message import base128
 
 # The number types and their wire types; strings and messages are wire type 2.
 _SIMPLE = {"uInt32": 0, "uInt64": 0, "sInt32": 0, "sInt64": 0, "int32": 0, "bool": 0, "float": 5, "double": 1}
@@ -74,14 +75,7 @@ def compile_message(parsed: Mapping[str, Any], where: str, top: Mapping[str, Any
 # Encoding: one writer per type appends a value (its key is the caller's).
 
 def _varint(n: int) -> bytes:
-    if n < 0x80:
-        return _SMALL[n]
-    out = bytearray()
-    while n >= 0x80:
-        out.append(n & 0x7F | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
+    return _SMALL[n] if n < 0x80 else base128(n)
 
 
 def _integer(value: Any, field: _Field) -> int:

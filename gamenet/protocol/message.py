@@ -65,6 +65,15 @@ def encode_varint(value: int) -> bytes:
         return bytes((value & 0x7F | 0x80, value >> 7))
     if not 0 <= value < 1 << (7 * MAX_ID_BYTES):
         raise ValueError(f"message id {value} does not fit {MAX_ID_BYTES} bytes")
+    return base128(value)
+
+
+def base128(value: int) -> bytes:
+    """
+    A whole number of any size, not negative, in base 128, least significant
+    group first, the high bit set on every byte but the last: Pomelo's
+    message ids and protobuf's varints.
+    """
     out = bytearray()
     while value >= 0x80:
         out.append(value & 0x7F | 0x80)
