@@ -285,6 +285,17 @@ class ProtocolTests(ApiTestCase):
         self.assertError("DELETE", "/api", None, 401, "missing admin token", token=None)
         self.assertEqual(self.fleet.calls, [])
 
+    def test_otherSpellings(self):
+        """
+        No other spelling of an API path gets past the token: doubled
+        slashes, percent-encoded letters or slashes, another case, dot
+        segments.
+        """
+        for path in ("//api/servers", "/%61pi/servers", "/api%2Fservers", "/API/servers", "/./api/servers",
+                     "/x/../api/servers", "/dashboard/../api/servers", "/dashboard/%2e%2e/api/servers"):
+            self.assertError("GET", path, None, 401, "missing admin token", token=None)
+        self.assertEqual(self.fleet.calls, [])
+
     def test_notFound(self):
         self.assertError("GET", "/api/nope", None, 404, "not found: /api/nope")
 
@@ -339,9 +350,12 @@ class DashboardTests(ApiTestCase):
         self.assertEqual((code, content), (200, b"let x = 1;"))
         self.assertIn(response.headers.getRawHeaders("content-type")[0].split(";")[0],
                       ("text/javascript", "application/javascript"))
-        for path in ("/dashboard/nope.js", "/nope", "/dashboard/", "/dashboard/.hidden", "/dashboard/%2e%2e",
-                     "/dashboard/..%2fsecret"):
-            self.assertEqual(self.request("GET", path, token=None)[1], 404, path)
+        self.assertEqual(self.request("GET", "/dashboard/nope.js", token=None)[1], 404)
+        # Only the dashboard's own spellings are open: anything else needs
+        # the token first, and is then not found.
+        for path in ("/nope", "/dashboard/", "/dashboard/.hidden", "/dashboard/%2e%2e", "/dashboard/..%2fsecret"):
+            self.assertEqual(self.request("GET", path, token=None)[1], 401, path)
+            self.assertEqual(self.request("GET", path)[1], 404, path)
 
     def test_missingDirectory(self):
         """

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hmac
 import json
+import re
 from typing import Any
 
 from twisted.logger import Logger
@@ -19,7 +20,10 @@ from ..errors import GamenetError
 
 log = Logger()
 
-API_PREFIX = b"/api"
+# The paths answered without the token: the dashboard's files, which hold
+# no data. Matched on the raw path, before any decoding or slash merging, so
+# that no spelling of an API path (C{//api/...}, C{/%61pi/...}) passes.
+_OPEN = re.compile(rb"/|/dashboard/[A-Za-z0-9_-][A-Za-z0-9._-]*")
 
 
 def read_json(request: Any, keys: tuple[str, ...]) -> dict[str, Any]:
@@ -79,10 +83,10 @@ def failed(request: Any, failure: Failure) -> bytes:
 
 class _Guard(Resource):
     """
-    The admin API behind its token: a request for a path under C{/api} is
-    answered 401 unless it carries C{Authorization: Bearer TOKEN}; other
-    paths (the dashboard's files) pass. Refusals and calls that change
-    something are logged with the peer's address.
+    The admin API behind its token: every request is answered 401 unless
+    it carries C{Authorization: Bearer TOKEN}, but for the dashboard's files
+    (C{/} and C{/dashboard/NAME}, spelled exactly so). Refusals and calls
+    that change something are logged with the peer's address.
     """
 
     isLeaf = True
@@ -94,7 +98,7 @@ class _Guard(Resource):
 
     def render(self, request: Any) -> Any:
         path = request.path
-        if path == API_PREFIX or path.startswith(API_PREFIX + b"/"):
+        if not _OPEN.fullmatch(path):
             refusal = self._refusal(request.getHeader(b"authorization"))
             call = {"method": request.method.decode("ascii", "replace"), "path": path.decode("utf-8", "replace"),
                     "peer": getattr(request.getClientAddress(), "host", "?")}
