@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import signal
 import socket
 import subprocess
 import time
@@ -41,12 +40,11 @@ from gamenet.client import Client
 from gamenet.testing import FakeFleet, free_ports, server_record
 
 from ._node import install, node_tools
-from ._processes import accepts, environ, kill_leftovers, process_table, twistd_command
+from ._processes import CHAT_EXAMPLE, MasterProcess, accepts, cluster_section, server_section
 
 log = Logger()
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-REPO = os.path.dirname(HERE)
 BROWSER = os.path.join(HERE, "browser")
 DRIVER = os.path.join(BROWSER, "dashboard.js")
 CHROMIUM = "/usr/bin/chromium"
@@ -455,26 +453,9 @@ def cluster_text(ports: dict[str, int]) -> str:
     (C{master}, C{admin}, C{metrics}, C{<id>.node}, C{<id>.client}), its
     admin API and metrics on.
     """
-    text = (
-        "[cluster]\n"
-        "name = chat\n"
-        "secret = dashboard-secret\n"
-        f"plugin_path = {REPO}\n"
-        "plugins = examples.chat.plugins\n"
-        "extra_routes = onChat onAdd onLeave\n"
-        "master_host = 127.0.0.1\n"
-        f"master_port = {ports['master']}\n"
-        f"admin_port = {ports['admin']}\n"
-        f"admin_token = {TOKEN}\n"
-        f"metrics_port_base = {ports['metrics']}\n"
-        "drain_timeout = 1\n"
-    )
-    for server in SERVERS:
-        text += (f"\n[server:{server}]\ntype = {server.rsplit('-', 1)[0]}\nhost = 127.0.0.1\n"
-                 f"node_port = {ports[server + '.node']}\n")
-        if server in FRONTENDS:
-            text += f"frontend = true\nclient_port = {ports[server + '.client']}\n"
-    return text
+    text = cluster_section("chat", ports["master"], **CHAT_EXAMPLE, admin_port=ports["admin"], admin_token=TOKEN,
+                           metrics_port_base=ports["metrics"], drain_timeout=1)
+    return text + "".join(server_section(server, ports) for server in SERVERS)
 
 
 START_TIMEOUT = 60
@@ -491,56 +472,25 @@ class ClusterTests(BrowserTestCase):
     timeout = 240
 
     async def setUp(self) -> None:
-        self.directory = os.path.abspath(self.mktemp())
-        os.makedirs(self.directory)
         names = ["master", "admin", *(f"{s}.node" for s in SERVERS), *(f"{s}.client" for s in FRONTENDS)]
         self.ports = dict(zip(names, free_ports(len(names))))
         self.ports["metrics"] = _free_run(len(SERVERS))
-        config = os.path.join(self.directory, "cluster.ini")
-        with open(config, "w", encoding="utf-8") as f:
-            f.write(cluster_text(self.ports))
-        self.log_path = os.path.join(self.directory, "master.log")
-        with open(self.log_path, "wb") as out:
-            self.master = subprocess.Popen(
-                [*twistd_command(), "-n", "--pidfile=", "gamenet", "--config", config],
-                cwd=self.directory, env=environ(), stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-            )
-        self.addCleanup(self.stop_cluster)
+        self.master = MasterProcess(self)
+        self.master.write(cluster_text(self.ports))
+        self.master.start(STOP_TIMEOUT)
         self.start_driver()
         deadline = time.monotonic() + START_TIMEOUT
         while not accepts(self.ports["admin"]):
-            if self.master.poll() is not None:
-                self.give_up(f"the master exited with {self.master.returncode}")
+            self.master.fail_if_exited()
             if time.monotonic() > deadline:
                 self.give_up(f"the admin API did not listen within {START_TIMEOUT} s")
             await deferLater(reactor, 0.1, lambda: None)
-
-    def ours(self) -> list[int]:
-        """
-        Every process started for this test: its command line names this test's directory.
-        """
-        return [pid for pid, (_, state, cmdline) in process_table().items()
-                if state not in ("Z", "X") and any(self.directory in arg for arg in cmdline)]
-
-    def stop_cluster(self) -> None:
-        """
-        SIGTERM the master and wait for it; SIGKILL what is left.
-        """
-        if self.master.poll() is None:
-            self.master.send_signal(signal.SIGTERM)
-            try:
-                self.master.wait(STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                self.master.kill()
-                self.master.wait(STOP_TIMEOUT)
-        kill_leftovers(self.ours, 0.05)
 
     def give_up(self, text: str) -> NoReturn:
         """
         Fail with C{text} and the end of the master's log.
         """
-        with open(self.log_path, encoding="utf-8", errors="replace") as f:
-            self.fail(f"{text}\n--- master log ---\n{f.read()[-20000:]}")
+        self.master.fail(text)
 
     async def load(self, client: Client) -> int:
         """

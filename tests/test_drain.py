@@ -285,7 +285,7 @@ class SigtermDrainTests(ClusterTestCase):
         and exits; the master starts it again and it serves again. No
         request fails.
         """
-        before = await self.wait_until(lambda: len(self.children()) == len(SERVERS) and self.children(),
+        before = await self.wait_until(lambda: len(self.master.children()) == len(SERVERS) and self.master.children(),
                                        5, "the master's children")
         clients = {}
         for name, frontend_id, transport, uid in [
@@ -320,12 +320,13 @@ class SigtermDrainTests(ClusterTestCase):
                                   "the load to reach both backends")
             stopped_at = time.monotonic()
             os.kill(before["area-1"], signal.SIGTERM)
-            await self.wait_until(lambda: "area-1 draining" in self.log(), 10, "area-1 to drain")
+            await self.wait_until(lambda: "area-1 draining" in self.master.log(), 10, "area-1 to drain")
             await self.wait_until(lambda: len(served("area-2", stopped_at)) >= 20, 10,
                                   "area-2 to take area-1's requests")
-            await self.wait_until(lambda: "server area-1 died" in self.log(), 15, "area-1 to exit")
+            await self.wait_until(lambda: "server area-1 died" in self.master.log(), 15, "area-1 to exit")
             await self.wait_until(
-                lambda: self.children().get("area-1") not in (None, before["area-1"]), 10, "area-1 to be restarted"
+                lambda: self.master.children().get("area-1") not in (None, before["area-1"]), 10,
+                "area-1 to be restarted",
             )
             back_at = time.monotonic()
             await self.wait_until(lambda: len(served("area-1", back_at)) >= 10, 20, "area-1 to serve again")
@@ -336,7 +337,7 @@ class SigtermDrainTests(ClusterTestCase):
         failed = [(name, a) for name in records for _, a in records[name]
                   if not (isinstance(a, dict) and "server" in a)]
         self.assertEqual(failed, [])
-        self.assertIn("area-1 stopped", self.log())
+        self.assertIn("area-1 stopped", self.master.log())
 
     async def test_frontendSigterm(self) -> None:
         """
@@ -345,7 +346,7 @@ class SigtermDrainTests(ClusterTestCase):
         C{"server shutting down"}; a client of the other connector sees no
         failure.
         """
-        before = await self.wait_until(lambda: len(self.children()) == len(SERVERS) and self.children(),
+        before = await self.wait_until(lambda: len(self.master.children()) == len(SERVERS) and self.master.children(),
                                        5, "the master's children")
         staying = await self.connect("connector-1", "tcp")
         other = await self.connect("connector-2", "websocket")
@@ -365,7 +366,7 @@ class SigtermDrainTests(ClusterTestCase):
             await self.wait_until(lambda: records["staying"] and records["other"], 10, "the load to be served")
             stopped_at = time.monotonic()
             os.kill(before["connector-1"], signal.SIGTERM)
-            await self.wait_until(lambda: "connector-1 stopped accepting clients" in self.log(), 10,
+            await self.wait_until(lambda: "connector-1 stopped accepting clients" in self.master.log(), 10,
                                   "connector-1 to stop accepting")
             self.assertFalse(accepts(self.port("connector-1")))
             served_during_drain = len(records["staying"])

@@ -7,9 +7,6 @@ processes, where a client in a room hears an announcement posted over HTTP.
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
 from typing import Any
 
 import treq
@@ -22,7 +19,7 @@ from examples.chat.plugins.api import DEFAULT_TOKEN
 from gamenet.client import Client
 from gamenet.http import HttpResource
 
-from ._processes import accepts, environ, eventually, kill_leftovers, process_table, twistd_command
+from ._processes import MasterProcess, accepts, eventually
 from .test_chat import GARDEN, LOBBY, ChatClusterMixin, chat
 from .test_twistd import default_cluster
 
@@ -120,39 +117,17 @@ class ChatApiProcessTests(TestCase):
     timeout = 180
 
     async def setUp(self) -> None:
-        self.directory = os.path.abspath(self.mktemp())
-        os.makedirs(self.directory)
-        path, self.frontends, self.ports = default_cluster(self.directory)
-        self.log_path = os.path.join(self.directory, "master.log")
-        with open(self.log_path, "wb") as out:
-            self.master = subprocess.Popen(
-                [*twistd_command(), "-n", "--pidfile=", "gamenet", "--config", path],
-                cwd=self.directory, env=environ(), stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-            )
-        self.addCleanup(self.stop_everything)
+        self.master = MasterProcess(self)
+        _, self.frontends, self.ports = default_cluster(self.master.directory)
+        self.master.start(30)
+        self.clients: list[Client] = []
+        self.addCleanup(self.close_clients)
         self.pool = HTTPConnectionPool(reactor, False)
         self.addCleanup(self.pool.closeCachedConnections)
-        self.clients: list[Client] = []
 
-    def fail_with_log(self, text: str) -> Any:
-        with open(self.log_path, encoding="utf-8", errors="replace") as f:
-            self.fail(f"{text}\n--- master log ---\n{f.read()[-20000:]}")
-
-    def ours(self) -> list[int]:
-        return [pid for pid, (_, state, cmdline) in process_table().items()
-                if state not in ("Z", "X") and any(self.directory in arg for arg in cmdline)]
-
-    async def stop_everything(self) -> None:
+    def close_clients(self) -> None:
         for client in self.clients:
             client.close()
-        if self.master.poll() is None:
-            self.master.send_signal(signal.SIGTERM)
-            try:
-                self.master.wait(30)
-            except subprocess.TimeoutExpired:
-                self.master.kill()
-                self.master.wait(30)
-        kill_leftovers(self.ours, 0.05)
 
     async def test_announce(self) -> None:
         """
@@ -164,8 +139,7 @@ class ChatApiProcessTests(TestCase):
         pushes: list[Any] = []
 
         async def entered() -> bool:
-            if self.master.poll() is not None:
-                self.fail_with_log(f"the master exited with {self.master.returncode}")
+            self.master.fail_if_exited()
             if not (accepts(http) and accepts(connector)):
                 return False
             client = await Client.connect(reactor, "127.0.0.1", connector, "tcp", timeout=5).addTimeout(10, reactor)
@@ -176,7 +150,7 @@ class ChatApiProcessTests(TestCase):
             answer = await entering.addTimeout(10, reactor)
             return "users" in answer
 
-        await eventually(entered, START_TIMEOUT, "a client in room lobby", self.fail_with_log, 0.2)
+        await eventually(entered, START_TIMEOUT, "a client in room lobby", self.master.fail, 0.2)
 
         async def announced() -> Any:
             response = await treq.post(f"http://127.0.0.1:{http}/rooms/lobby/announce", json={"msg": "hello all"},
@@ -184,13 +158,13 @@ class ChatApiProcessTests(TestCase):
             body = await response.json()
             return response.code == 200 and body["pushed"] >= 1 and body
 
-        self.assertEqual((await eventually(announced, START_TIMEOUT, "the announcement", self.fail_with_log, 0.2))
+        self.assertEqual((await eventually(announced, START_TIMEOUT, "the announcement", self.master.fail, 0.2))
                          ["rid"], "lobby")
 
         async def heard() -> bool:
             return {"msg": "hello all", "from": "system", "target": "*"} in pushes
 
-        await eventually(heard, 20, "the announcement reaching the client", self.fail_with_log, 0.1)
+        await eventually(heard, 20, "the announcement reaching the client", self.master.fail, 0.1)
         response = await treq.get(f"http://127.0.0.1:{http}/rooms", pool=self.pool, timeout=10)
         rooms = (await response.json())["rooms"]
         self.assertIn("lobby", [room["rid"] for room in rooms])

@@ -4,18 +4,14 @@ FILE} (the master) runs the chat example's connector and chat server as
 child processes, each serving its metrics on its own port, and the test
 scrapes them over HTTP while a client sends known numbers of requests.
 
-The processes run the installed gamenet (the twistd beside the running
-Python, from a temporary directory); only the chat example is found through
-the cluster file's C{plugin_path}. Every wait is bounded; every process
+The processes run the installed gamenet (see L{tests._processes.MasterProcess});
+only the chat example is found through the cluster file's C{plugin_path}. Every wait is bounded; every process
 started here is stopped at cleanup.
 """
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-from typing import Any, NoReturn
+from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 import treq
@@ -28,13 +24,11 @@ from gamenet.client import Client
 from gamenet.protocol import package
 from gamenet.testing import free_ports
 
-from ._processes import environ, eventually, is_error, kill_leftovers, process_table, twistd_command
+from ._processes import CHAT_EXAMPLE, MasterProcess, cluster_section, eventually, is_error, server_section
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 START_TIMEOUT = 30.0
 STOP_TIMEOUT = 15.0
 REQUEST_TIMEOUT = 10.0
-POLL = 0.05
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
@@ -44,22 +38,8 @@ def cluster_text(ports: dict[str, int]) -> str:
     A cluster of one connector and one chat server of the chat example,
     each with its own metrics port.
     """
-    return (
-        "[cluster]\n"
-        "name = metrics\n"
-        "secret = metrics-secret\n"
-        f"plugin_path = {REPO}\n"
-        "plugins = examples.chat.plugins\n"
-        "extra_routes = onChat onAdd onLeave\n"
-        "master_host = 127.0.0.1\n"
-        f"master_port = {ports['master']}\n"
-        "rpc_timeout = 5\n"
-        "\n[server:connector-1]\ntype = connector\nhost = 127.0.0.1\n"
-        f"node_port = {ports['connector-1.node']}\nfrontend = true\nclient_port = {ports['client']}\n"
-        f"metrics_port = {ports['connector-1.metrics']}\n"
-        "\n[server:chat-1]\ntype = chat\nhost = 127.0.0.1\n"
-        f"node_port = {ports['chat-1.node']}\nmetrics_port = {ports['chat-1.metrics']}\n"
-    )
+    return (cluster_section("metrics", ports["master"], **CHAT_EXAMPLE, rpc_timeout=5)
+            + server_section("connector-1", ports) + server_section("chat-1", ports))
 
 
 def scrape_text(text: str) -> Samples:
@@ -79,53 +59,25 @@ class MetricsClusterTests(TestCase):
     timeout = 120
 
     async def setUp(self) -> None:
-        self.directory = os.path.abspath(self.mktemp())
-        os.makedirs(self.directory)
-        names = ["master", "connector-1.node", "chat-1.node", "client", "connector-1.metrics", "chat-1.metrics"]
+        names = ["master", "connector-1.node", "chat-1.node", "connector-1.client", "connector-1.metrics",
+                 "chat-1.metrics"]
         self.ports = dict(zip(names, free_ports(len(names))))
         self.metrics = {server: self.ports[f"{server}.metrics"] for server in ("connector-1", "chat-1")}
-        config = os.path.join(self.directory, "cluster.ini")
-        with open(config, "w", encoding="utf-8") as f:
-            f.write(cluster_text(self.ports))
-        self.log_path = os.path.join(self.directory, "master.log")
-        with open(self.log_path, "wb") as out:
-            self.master = subprocess.Popen(
-                [*twistd_command(), "-n", "--pidfile=", "gamenet", "--config", config],
-                cwd=self.directory, env=environ(), stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-            )
-        self.addCleanup(self.stop_everything)
+        self.master = MasterProcess(self)
+        self.master.write(cluster_text(self.ports))
+        self.master.start(STOP_TIMEOUT)
         self.pool = HTTPConnectionPool(reactor, persistent=False)
         self.clients: list[Client] = []
         self.addCleanup(self.close_clients)
         await self.eventually(self.serving, START_TIMEOUT, "the connector to reach the chat server")
 
-    # Processes
-
-    def ours(self) -> list[int]:
-        return [pid for pid, (_, state, cmdline) in process_table().items()
-                if state not in ("Z", "X") and any(self.directory in arg for arg in cmdline)]
-
-    def stop_everything(self) -> None:
-        if self.master.poll() is None:
-            self.master.send_signal(signal.SIGTERM)
-            try:
-                self.master.wait(STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                self.master.kill()
-                self.master.wait(STOP_TIMEOUT)
-        kill_leftovers(self.ours, POLL)
-
-    def fail_with_log(self, text: str) -> NoReturn:
-        with open(self.log_path, encoding="utf-8", errors="replace") as f:
-            self.fail(f"{text}\n--- master log ---\n{f.read()[-20000:]}")
-
     async def eventually(self, attempt: Any, timeout: float, what: str) -> Any:
-        return await eventually(attempt, timeout, what, self.fail_with_log, 0.1)
+        return await eventually(attempt, timeout, what, self.master.fail, 0.1)
 
     # Clients and scrapes
 
     async def connect(self) -> Client:
-        d = Client.connect(reactor, "127.0.0.1", self.ports["client"], transport="tcp", timeout=5)
+        d = Client.connect(reactor, "127.0.0.1", self.ports["connector-1.client"], transport="tcp", timeout=5)
         client = await d.addTimeout(REQUEST_TIMEOUT, reactor)
         self.clients.append(client)
         return client

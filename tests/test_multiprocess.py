@@ -4,8 +4,7 @@ A real cluster of processes, as an operator runs it: C{twistd -n gamenet
 backends of the game in L{tests.clusterapp.plugins} as child processes, and
 the tests talk to it with L{gamenet.client.Client} over loopback sockets.
 
-The processes run the installed gamenet (the twistd beside the running
-Python, from a temporary directory, so the source tree is not on their path);
+The processes run the installed gamenet (see L{tests._processes.MasterProcess});
 only the test game is found through the cluster file's C{plugin_path}.
 
 Every wait is a bounded polling loop; every process started here is stopped
@@ -20,7 +19,7 @@ import signal
 import subprocess
 import time
 import zlib
-from typing import Any, Awaitable, Callable, NoReturn
+from typing import Any, Awaitable, Callable
 
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred, gatherResults
@@ -31,11 +30,10 @@ from gamenet.client import Client
 from gamenet.testing import free_ports
 
 from ._processes import (
-    accepts, alive, environ, eventually, is_error, kill_leftovers, process_table, twistd_command,
+    MasterProcess, accepts, alive, cluster_section, environ, eventually, is_error, server_section, stop_process,
+    twistd_command,
 )
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SECRET = "multiprocess-secret"
 RPC_TIMEOUT = 2.0
 START_TIMEOUT = 20.0
 STOP_TIMEOUT = 15.0
@@ -49,31 +47,12 @@ SERVERS = (*FRONTENDS, *AREAS)
 
 def cluster_text(ports: dict[str, int], drain_timeout: float = 0.0) -> str:
     """
-    The cluster file: C{ports} has C{master}, C{<id>.node} and C{<id>.client}.
+    The cluster file: C{ports} has C{master}, C{<id>.node}, and C{<id>.client}
+    for the frontends.
     """
-    text = (
-        "[cluster]\n"
-        "name = multiprocess\n"
-        f"secret = {SECRET}\n"
-        f"plugin_path = {REPO}\n"
-        "plugins = tests.clusterapp.plugins\n"
-        "master_host = 127.0.0.1\n"
-        f"master_port = {ports['master']}\n"
-        f"rpc_timeout = {RPC_TIMEOUT:g}\n"
-        f"drain_timeout = {drain_timeout:g}\n"
-    )
-    for server in SERVERS:
-        server_type = server.rsplit("-", 1)[0]
-        text += f"\n[server:{server}]\ntype = {server_type}\nhost = 127.0.0.1\nnode_port = {ports[server + '.node']}\n"
-        if server in FRONTENDS:
-            text += f"frontend = true\nclient_port = {ports[server + '.client']}\n"
-    return text
-
-
-def server_of(cmdline: list[str]) -> str | None:
-    if "--server" in cmdline[:-1]:
-        return cmdline[cmdline.index("--server") + 1]
-    return None
+    text = cluster_section("multiprocess", ports["master"], plugins="tests.clusterapp.plugins",
+                           rpc_timeout=f"{RPC_TIMEOUT:g}", drain_timeout=f"{drain_timeout:g}")
+    return text + "".join(server_section(server, ports) for server in SERVERS)
 
 
 def key_for(server: str, prefix: str) -> str:
@@ -107,69 +86,16 @@ class ClusterTestCase(TestCase):
     drain_timeout = 0.0
 
     async def setUp(self) -> None:
-        self.directory = os.path.abspath(self.mktemp())
-        os.makedirs(self.directory)
         names = ["master", *(f"{s}.node" for s in SERVERS), *(f"{s}.client" for s in FRONTENDS)]
         self.ports = dict(zip(names, free_ports(len(names))))
-        self.config = os.path.join(self.directory, "cluster.ini")
-        with open(self.config, "w", encoding="utf-8") as f:
-            f.write(cluster_text(self.ports, self.drain_timeout))
-        self.log_path = os.path.join(self.directory, "master.log")
-        with open(self.log_path, "wb") as out:
-            self.master = subprocess.Popen(
-                [*twistd_command(), "-n", "--pidfile=", "gamenet", "--config", self.config],
-                cwd=self.directory, env=environ(), stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-            )
-        self.addCleanup(self.stop_everything)
+        self.master = MasterProcess(self)
+        self.master.write(cluster_text(self.ports, self.drain_timeout))
+        self.master.start(STOP_TIMEOUT)
         self.clients: list[Client] = []
         self.addCleanup(self.close_clients)
         await self.wait_ready()
 
-    # Processes
-
-    def ours(self) -> dict[int, list[str]]:
-        """
-        Every process started for this test (its command line names this
-        test's directory), the master included.
-        """
-        return {
-            pid: cmdline for pid, (_, state, cmdline) in process_table().items()
-            if state not in ("Z", "X") and any(self.directory in arg for arg in cmdline)
-        }
-
-    def children(self) -> dict[str, int]:
-        """
-        The master's children, by server id.
-        """
-        found = {}
-        for pid, (ppid, state, cmdline) in process_table().items():
-            if ppid == self.master.pid and state not in ("Z", "X"):
-                server = server_of(cmdline)
-                if server is not None:
-                    found[server] = pid
-        return found
-
-    def log(self) -> str:
-        with open(self.log_path, encoding="utf-8", errors="replace") as f:
-            return f.read()
-
-    def stop_everything(self) -> None:
-        """
-        SIGTERM the master and wait for it and its children; SIGKILL what is left.
-        """
-        if self.master.poll() is None:
-            self.master.send_signal(signal.SIGTERM)
-            try:
-                self.master.wait(STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                self.master.kill()
-                self.master.wait(STOP_TIMEOUT)
-        kill_leftovers(self.ours, POLL)
-
     # Waiting
-
-    def fail_with_log(self, text: str) -> NoReturn:
-        self.fail(f"{text}\n--- master log ---\n{self.log()[-20000:]}")
 
     async def sleep(self, seconds: float = POLL) -> None:
         await deferLater(reactor, seconds, lambda: None)
@@ -184,7 +110,7 @@ class ClusterTestCase(TestCase):
             if value:
                 return value
             if time.monotonic() > deadline:
-                self.fail_with_log(f"timed out after {timeout:g}s waiting for {what}")
+                self.master.fail(f"timed out after {timeout:g}s waiting for {what}")
             await self.sleep()
 
     async def eventually(self, attempt: Callable[[], Awaitable[Any]], timeout: float, what: str) -> Any:
@@ -192,7 +118,7 @@ class ClusterTestCase(TestCase):
         Run C{attempt()} until it returns a true value without raising; fail
         after C{timeout} seconds with the last problem and the master's log.
         """
-        return await eventually(attempt, timeout, what, self.fail_with_log, 0.1)
+        return await eventually(attempt, timeout, what, self.master.fail, 0.1)
 
     async def wait_ready(self) -> None:
         """
@@ -203,8 +129,7 @@ class ClusterTestCase(TestCase):
         ports = list(self.ports.values())
 
         def listening() -> bool:
-            if self.master.poll() is not None:
-                self.fail_with_log(f"the master exited with {self.master.returncode}")
+            self.master.fail_if_exited()
             return all(accepts(port) for port in ports)
 
         await self.wait_until(listening, START_TIMEOUT, "every port of the cluster")
@@ -372,7 +297,7 @@ class MultiProcessTests(ClusterTestCase):
         to it fail fast with 503/504, others go on being served by the other
         backend; the master restarts it alone, and it serves again.
         """
-        before = await self.wait_until(lambda: len(self.children()) == len(SERVERS) and self.children(),
+        before = await self.wait_until(lambda: len(self.master.children()) == len(SERVERS) and self.master.children(),
                                        5, "the master's children")
         pinned_1 = await self.connect("connector-1", "websocket")
         await self.request(pinned_1, "connector.sessionHandler.pin", {"server": "area-1"})
@@ -415,9 +340,10 @@ class MultiProcessTests(ClusterTestCase):
             await self.wait_until(lambda: errors("pinned_1"), 5, "a failed request pinned to area-1")
             await self.wait_until(lambda: served("free", "area-2", killed_at), 5,
                                   "the unpinned client to be served by area-2")
-            await self.wait_until(lambda: "server area-1 died" in self.log(), 5, "the master to see area-1 exit")
+            await self.wait_until(lambda: "server area-1 died" in self.master.log(), 5, "the master to see area-1 exit")
             await self.wait_until(
-                lambda: self.children().get("area-1") not in (None, before["area-1"]), 10, "area-1 to be restarted"
+                lambda: self.master.children().get("area-1") not in (None, before["area-1"]), 10,
+                "area-1 to be restarted",
             )
             await self.wait_until(lambda: accepts(self.ports["area-1.node"]), 10, "area-1's node port")
             await self.wait_until(lambda: served("pinned_1", "area-1", killed_at), 20,
@@ -441,12 +367,12 @@ class MultiProcessTests(ClusterTestCase):
         # request in flight when it died fails.
         self.assertLessEqual(len(errors("free")), 1, errors("free"))
 
-        after = self.children()
+        after = self.master.children()
         self.assertEqual(set(after), set(SERVERS))
         self.assertNotEqual(after["area-1"], before["area-1"])
         self.assertEqual({s: p for s, p in after.items() if s != "area-1"},
                          {s: p for s, p in before.items() if s != "area-1"})
-        log = self.log()
+        log = self.master.log()
         self.assertEqual(log.count("area-1 (area) started"), 2)
         self.assertEqual(log.count("server area-1 is up"), 2)
         for server in SERVERS:
@@ -461,7 +387,7 @@ class MultiProcessTests(ClusterTestCase):
         (503 at once for requests that can only go there), and once it goes on
         (SIGCONT) it serves again.
         """
-        before = self.children()
+        before = self.master.children()
         hung = await self.connect("connector-1", "websocket")
         await self.request(hung, "connector.sessionHandler.pin", {"server": "area-1"})
         other = await self.connect("connector-2", "tcp")
@@ -492,7 +418,7 @@ class MultiProcessTests(ClusterTestCase):
 
         async def logged() -> bool:
             # The frontend's log reaches the file a moment after its answer.
-            return "area-1 is not answering; routing around it" in self.log()
+            return "area-1 is not answering; routing around it" in self.master.log()
 
         await self.eventually(logged, 5, "the frontend to log that it routes around area-1")
 
@@ -503,7 +429,7 @@ class MultiProcessTests(ClusterTestCase):
             return answer.get("server") == "area-1" and answer["msg"] == {"n": 3}
 
         await self.eventually(served, 10, "area-1 to serve again")
-        self.assertEqual(self.children(), before)
+        self.assertEqual(self.master.children(), before)
 
     async def test_wrongSecret(self) -> None:
         """
@@ -511,31 +437,22 @@ class MultiProcessTests(ClusterTestCase):
         another node port) is refused by every server and the master, which
         log it, and none of its links comes up; the cluster goes on serving.
         """
-        rogue_config = os.path.join(self.directory, "rogue.ini")
+        rogue_config = os.path.join(self.master.directory, "rogue.ini")
         (rogue_port,) = free_ports(1)
-        with open(self.config, encoding="utf-8") as f:
+        with open(self.master.config, encoding="utf-8") as f:
             text = f.read()
         text = text.replace(f"node_port = {self.ports['area-2.node']}\n", f"node_port = {rogue_port}\n")
         with open(rogue_config, "w", encoding="utf-8") as f:
             f.write(text)
-        rogue_log = os.path.join(self.directory, "rogue.log")
+        rogue_log = os.path.join(self.master.directory, "rogue.log")
         with open(rogue_log, "wb") as out:
             rogue = subprocess.Popen(
                 [*twistd_command(), "-n", "--pidfile=", "gamenet", "--config", rogue_config, "--server", "area-2"],
-                cwd=self.directory, env=environ(GAMENET_SECRET="wrong"), stdin=subprocess.DEVNULL,
+                cwd=self.master.directory, env=environ(GAMENET_SECRET="wrong"), stdin=subprocess.DEVNULL,
                 stdout=out, stderr=subprocess.STDOUT,
             )
 
-        def stop_rogue() -> None:
-            if rogue.poll() is None:
-                rogue.send_signal(signal.SIGTERM)
-                try:
-                    rogue.wait(STOP_TIMEOUT)
-                except subprocess.TimeoutExpired:
-                    rogue.kill()
-                    rogue.wait(STOP_TIMEOUT)
-
-        self.addCleanup(stop_rogue)
+        self.addCleanup(stop_process, rogue, STOP_TIMEOUT)
 
         def read_rogue() -> str:
             with open(rogue_log, encoding="utf-8", errors="replace") as f:
@@ -545,7 +462,7 @@ class MultiProcessTests(ClusterTestCase):
         refusal = "node link refused: wrong cluster secret from 'area-2'"
 
         def refused_everywhere() -> bool:
-            log = self.log()
+            log = self.master.log()
             master_lines = [line for line in log.splitlines() if "Supervisor#" not in line]
             return (all(f"area-2: {peer} refused our node link" in read_rogue() for peer in peers)
                     and any(refusal in line for line in master_lines)
@@ -566,31 +483,31 @@ class MultiProcessTests(ClusterTestCase):
         answer = await self.request(client, "area.areaHandler.ready", {})
         self.assertEqual((answer["server"], answer["connected"]), ("area-2", True))
         self.assertNotIn("node link from", rogue_text)
-        self.assertNotIn("Traceback", self.log())
+        self.assertNotIn("Traceback", self.master.log())
         self.assertNotIn("Traceback", rogue_text)
-        stop_rogue()
+        stop_process(rogue, STOP_TIMEOUT)
 
     async def test_sigtermStopsEverything(self) -> None:
         """
         SIGTERM to the master stops its children, frontends first (their
         clients are disconnected), then itself.
         """
-        children = self.children()
+        children = self.master.children()
         self.assertEqual(set(children), set(SERVERS))
         client = await self.connect("connector-1", "websocket")
         await self.request(client, "area.areaHandler.echo", {})
 
-        self.master.send_signal(signal.SIGTERM)
-        await self.wait_until(lambda: self.master.poll() is not None, STOP_TIMEOUT, "the master to exit")
+        self.master.process.send_signal(signal.SIGTERM)
+        await self.wait_until(lambda: self.master.process.poll() is not None, STOP_TIMEOUT, "the master to exit")
         await self.wait_until(lambda: not any(alive(pid) for pid in children.values()), 5,
                               "the children to exit")
         # twistd ends by the signal that stopped it (twisted.application.app._exitWithSignal).
-        self.assertIn(self.master.returncode, (0, -signal.SIGTERM))
+        self.assertIn(self.master.process.returncode, (0, -signal.SIGTERM))
         await client.closed.addTimeout(5, reactor)
 
-        log = self.log()
+        log = self.master.log()
         frontends_gone = max(log.index(f"server {s} stopped") for s in FRONTENDS)
         backends_told = min(log.index(f"[{s}] [twisted.internet.base#info] Received SIGTERM") for s in AREAS)
         self.assertLess(frontends_gone, backends_told)
         self.assertNotIn("Traceback", log)
-        self.assertEqual(self.ours(), {})
+        self.assertEqual(self.master.ours(), {})

@@ -37,13 +37,11 @@ from gamenet.admin._client import Api, Master, http_client
 from gamenet.client import Client
 from gamenet.testing import free_ports
 
-from ._processes import alive, environ, twistd_command
-from .test_multiprocess import ClusterTestCase
+from ._processes import CHAT_EXAMPLE, MasterProcess, alive, cluster_section, environ, server_section, twistd_command
+from .test_multiprocess import STOP_TIMEOUT, ClusterTestCase
 from .test_tls import write_certificate
 from .test_twistd import default_cluster
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SECRET = "operations-secret"
 TOKEN = "operations-token"
 DRAIN_TIMEOUT = 2
 START_TIMEOUT = 40.0
@@ -63,33 +61,10 @@ def cluster_text(ports: dict[str, int], admin_host: str = "127.0.0.1", admin_ext
     C{admin_extra} are more lines of C{[cluster]}. Every server counts its
     requests (a C{metrics_port}), so that the master reports figures.
     """
-    text = (
-        "[cluster]\n"
-        "name = operations\n"
-        f"secret = {SECRET}\n"
-        f"plugin_path = {REPO}\n"
-        "plugins = examples.chat.plugins\n"
-        "extra_routes = onChat onAdd onLeave\n"
-        "master_host = 127.0.0.1\n"
-        f"master_port = {ports['master']}\n"
-        "rpc_timeout = 5\n"
-        f"drain_timeout = {DRAIN_TIMEOUT}\n"
-        f"admin_host = {admin_host}\n"
-        f"admin_port = {ports['admin']}\n"
-        f"admin_token = {TOKEN}\n"
-        f"{admin_extra}"
-    )
-    for server in SERVERS:
-        text += server_section(server, ports)
-    return text
-
-
-def server_section(server: str, ports: dict[str, int]) -> str:
-    text = (f"\n[server:{server}]\ntype = {server.rsplit('-', 1)[0]}\nhost = 127.0.0.1\n"
-            f"node_port = {ports[server + '.node']}\nmetrics_port = {ports[server + '.metrics']}\n")
-    if server in FRONTENDS:
-        text += f"frontend = true\nclient_port = {ports[server + '.client']}\n"
-    return text
+    text = cluster_section("operations", ports["master"], **CHAT_EXAMPLE, rpc_timeout=5,
+                           drain_timeout=DRAIN_TIMEOUT, admin_host=admin_host, admin_port=ports["admin"],
+                           admin_token=TOKEN)
+    return text + admin_extra + "".join(server_section(server, ports) for server in SERVERS)
 
 
 def room_on(chat: str, prefix: str = "room", servers: tuple[str, ...] = CHATS) -> str:
@@ -121,28 +96,20 @@ class OperationsTestCase(ClusterTestCase):
     admin_tls = False
 
     async def setUp(self) -> None:
-        self.directory = os.path.abspath(self.mktemp())
-        os.makedirs(self.directory)
         names = ["master", "admin", *(f"{s}.{port}" for s in (*SERVERS, "chat-3", "chat-4") for port in PORTS),
                  *(f"{s}.client" for s in FRONTENDS)]
         self.ports = dict(zip(names, free_ports(len(names))))
-        self.config = os.path.join(self.directory, "cluster.ini")
-        self.certificate = os.path.join(self.directory, "admin.pem") if self.admin_tls else ""
+        self.master = MasterProcess(self)
+        directory = self.master.directory
+        self.certificate = os.path.join(directory, "admin.pem") if self.admin_tls else ""
         tls = ""
         if self.admin_tls:
-            write_certificate(self.certificate, os.path.join(self.directory, "admin.key"))
+            write_certificate(self.certificate, os.path.join(directory, "admin.key"))
             tls = "admin_tls_cert = admin.pem\nadmin_tls_key = admin.key\n"
-        with open(self.config, "w", encoding="utf-8") as f:
-            f.write(cluster_text(self.ports, admin_extra=tls))
+        self.master.write(cluster_text(self.ports, admin_extra=tls))
         url = f"{'https' if self.admin_tls else 'http'}://127.0.0.1:{self.ports['admin']}"
         self.api = Api(http_client(reactor, self.certificate), Master(url, TOKEN), reactor)
-        self.log_path = os.path.join(self.directory, "master.log")
-        with open(self.log_path, "wb") as out:
-            self.master = subprocess.Popen(
-                [*twistd_command(), "-n", "--pidfile=", "gamenet", "--config", self.config],
-                cwd=self.directory, env=environ(), stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-            )
-        self.addCleanup(self.stop_everything)
+        self.master.start(STOP_TIMEOUT)
         self.clients: list[Client] = []
         self.addCleanup(self.close_clients)
         await self.wait_servers(SERVERS)
@@ -158,7 +125,7 @@ class OperationsTestCase(ClusterTestCase):
         Run C{gamenet ARGV --config FILE} in this process: exit status, stdout, stderr.
         """
         out, err = io.StringIO(), io.StringIO()
-        code = await cli.run([*argv, "--config", self.config], reactor, out, err, {})
+        code = await cli.run([*argv, "--config", self.master.config], reactor, out, err, {})
         await self.sleep(0.01)  # the call's connection closes
         return code, out.getvalue(), err.getvalue()
 
@@ -166,7 +133,7 @@ class OperationsTestCase(ClusterTestCase):
         """
         Run the installed C{gamenet} console script with C{--config FILE}, as an operator does.
         """
-        return await gamenet_script(self.directory, *argv, "--config", self.config)
+        return await gamenet_script(self.master.directory, *argv, "--config", self.master.config)
 
     async def succeeds(self, *argv: str) -> str:
         """
@@ -174,7 +141,7 @@ class OperationsTestCase(ClusterTestCase):
         """
         code, out, err = await self.gamenet(*argv)
         if code != 0:
-            self.fail_with_log(f"gamenet {' '.join(argv)} ended with {code}: {err}")
+            self.master.fail(f"gamenet {' '.join(argv)} ended with {code}: {err}")
         return out
 
     async def call(self, method: str, path: str, body: bytes | None = None) -> tuple[int, Any]:
@@ -197,8 +164,7 @@ class OperationsTestCase(ClusterTestCase):
         changed = changed or {}
 
         async def ready() -> dict[str, Any] | None:
-            if self.master.poll() is not None:
-                self.fail_with_log(f"the master exited with {self.master.returncode}")
+            self.master.fail_if_exited()
             records = {record["id"]: record for record in await self.api.servers()}
             if sorted(records) != sorted(expected):
                 return None
@@ -253,7 +219,7 @@ class CommandTests(OperationsTestCase):
         servers up with the pids the master started; C{--type} and C{--json}
         select and format; C{status} shows the cluster and one server.
         """
-        children = self.children()
+        children = self.master.children()
         code, out, err = await self.gamenet_process("list")
         self.assertEqual((code, err), (0, ""))
         header, *rows = out.splitlines()
@@ -280,7 +246,7 @@ class CommandTests(OperationsTestCase):
         code, out, err = await self.gamenet_process("list", "--token", "wrong")
         self.assertEqual((code, out, err), (1, "", "gamenet: the master refused the admin token (401)\n"))
         refusal = "admin API: refused GET /api/servers from 127.0.0.1: wrong admin token"
-        await self.wait_until(lambda: refusal in self.log(), 5, "the refusal in the master's log")
+        await self.wait_until(lambda: refusal in self.master.log(), 5, "the refusal in the master's log")
 
         code, out, err = await self.gamenet("status", "chat-9")
         self.assertEqual((code, out), (1, ""))
@@ -322,16 +288,16 @@ class CommandTests(OperationsTestCase):
         new process; kill ends it at once and leaves it down too; a restart
         by type restarts every server of the type; stop --all stops every server.
         """
-        before = self.children()
+        before = self.master.children()
         self.assertEqual(await self.succeeds("stop", "chat-2"), "stopping: chat-2\n")
         await self.wait_state("chat-2", "down")
         await self.wait_until(lambda: not alive(before["chat-2"]), CHANGE_TIMEOUT, "chat-2's process to end")
-        self.assertNotIn("chat-2", self.children())
+        self.assertNotIn("chat-2", self.master.children())
         self.assertEqual((await self.api.server("chat-2"))["pid"], None)
 
         self.assertEqual(await self.succeeds("restart", "chat-2"), "restarting: chat-2\n")
         records = await self.wait_servers(SERVERS, {"chat-2": before["chat-2"]})
-        self.assertEqual(records["chat-2"]["pid"], self.children()["chat-2"])
+        self.assertEqual(records["chat-2"]["pid"], self.master.children()["chat-2"])
 
         self.assertEqual(await self.succeeds("kill", "chat-1"), "killed: chat-1\n")
         await self.wait_until(lambda: not alive(before["chat-1"]), 10, "chat-1's process to end")
@@ -339,7 +305,7 @@ class CommandTests(OperationsTestCase):
         self.assertEqual(await self.succeeds("restart", "chat-1"), "restarting: chat-1\n")
         await self.wait_servers(SERVERS, {"chat-1": before["chat-1"]})
 
-        now = self.children()
+        now = self.master.children()
         self.assertEqual(await self.succeeds("restart", "--type", "chat"), "restarting: chat-1, chat-2\n")
         await self.wait_servers(SERVERS, {chat: now[chat] for chat in CHATS})
         await self.eventually(lambda: self.chat_in("connector-1", room_on("chat-1")), CHANGE_TIMEOUT,
@@ -349,7 +315,7 @@ class CommandTests(OperationsTestCase):
         self.assertEqual(set(out.strip().removeprefix("stopping: ").split(", ")), set(SERVERS))
         for server in SERVERS:
             await self.wait_state(server, "down")
-        await self.wait_until(lambda: not self.children(), CHANGE_TIMEOUT, "every server's process to end")
+        await self.wait_until(lambda: not self.master.children(), CHANGE_TIMEOUT, "every server's process to end")
 
     async def test_addAndRemove(self) -> None:
         """
@@ -361,14 +327,14 @@ class CommandTests(OperationsTestCase):
                                   f"node_port={self.ports['chat-3.node']}",
                                   f"metrics_port={self.ports['chat-3.metrics']}")
         self.assertTrue(out.startswith("added chat-3 (chat)"), out)
-        with open(self.config, "a", encoding="utf-8") as f:
+        with open(self.master.config, "a", encoding="utf-8") as f:
             f.write(server_section("chat-4", self.ports))
         out = await self.succeeds("add", "--section", "server:chat-4")
         self.assertTrue(out.startswith("added chat-4 (chat)"), out)
         grown = (*SERVERS, "chat-3", "chat-4")
         await self.wait_servers(grown)
-        self.assertIn("chat-3", self.children())
-        self.assertIn("chat-4", self.children())
+        self.assertIn("chat-3", self.master.children())
+        self.assertIn("chat-4", self.master.children())
         all_chats = ("chat-1", "chat-2", "chat-3", "chat-4")
         for connector in CONNECTORS:
             for chat in ("chat-3", "chat-4"):
@@ -382,7 +348,7 @@ class CommandTests(OperationsTestCase):
 
             await self.eventually(served, CHANGE_TIMEOUT, f"{chat} to count the messages it served")
 
-        added = self.children()
+        added = self.master.children()
         self.assertEqual(await self.succeeds("remove", "chat-3"), "removed chat-3\n")
         self.assertEqual(await self.succeeds("remove", "chat-4"), "removed chat-4\n")
         await self.wait_servers(SERVERS)
@@ -451,7 +417,7 @@ class BlockTests(OperationsTestCase):
         for frontend in FRONTENDS:
             await self.eventually(lambda: self.refused(frontend), 10, f"{frontend} to refuse 127.0.0.1")
 
-        before = self.children()["connector-1"]
+        before = self.master.children()["connector-1"]
         await self.succeeds("restart", "connector-1")
         await self.wait_servers(SERVERS, {"connector-1": before})
         self.assertTrue(await self.refused("connector-1"))
@@ -493,7 +459,7 @@ class LoadTests(OperationsTestCase):
         each back before the next; meanwhile no request fails and every
         acknowledged message reaches everyone in its room.
         """
-        before = self.children()
+        before = self.master.children()
         users = await self.start_users()
         await self.wait_until(lambda: all(user.acked for user in users), 20, "every user to send")
         started = time.monotonic()
@@ -503,7 +469,7 @@ class LoadTests(OperationsTestCase):
         self.assertEqual([line.split()[2] for line in out.splitlines() if "restarting" in line], list(CHATS))
         await self.sleep(1)
         await self.stop_users(users)
-        self.assertNotEqual({c: self.children().get(c) for c in CHATS}, {c: before[c] for c in CHATS})
+        self.assertNotEqual({c: self.master.children().get(c) for c in CHATS}, {c: before[c] for c in CHATS})
 
         self.assertEqual([f for user in users for f in user.failed], [])
         by_room: dict[str, list[ChatUser]] = {}
@@ -676,16 +642,9 @@ class DefaultClusterTests(ClusterTestCase):
     """
 
     async def setUp(self) -> None:
-        self.directory = os.path.abspath(self.mktemp())
-        os.makedirs(self.directory)
-        self.config, _, _ = default_cluster(self.directory)
-        self.log_path = os.path.join(self.directory, "master.log")
-        with open(self.log_path, "wb") as out:
-            self.master = subprocess.Popen(
-                [*twistd_command(), "-n", "--pidfile=", "gamenet", "--config", self.config],
-                cwd=self.directory, env=environ(), stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-            )
-        self.addCleanup(self.stop_everything)
+        self.master = MasterProcess(self)
+        default_cluster(self.master.directory)
+        self.master.start(STOP_TIMEOUT)
         self.clients = []
 
     async def test_list(self) -> None:
@@ -693,7 +652,7 @@ class DefaultClusterTests(ClusterTestCase):
         C{gamenet list --config etc/cluster.ini} shows the five chat servers up.
         """
         async def listed() -> dict[str, list[str]] | None:
-            code, out, err = await gamenet_script(self.directory, "list", "--config", self.config)
+            code, out, err = await gamenet_script(self.master.directory, "list", "--config", self.master.config)
             rows = {row.split()[0]: row.split()[1:3] for row in out.splitlines()[1:]}
             return rows if code == 0 and all(state == "up" for _, state in rows.values()) else None
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import itertools
 import os
 import signal
-import subprocess
 from typing import Any
 
 from twisted.internet import reactor
@@ -23,7 +22,7 @@ from gamenet.client import Client
 from gamenet.errors import Unavailable
 from gamenet.testing import free_ports
 
-from ._processes import accepts, alive, environ, eventually, kill_leftovers, process_table, twistd_command
+from ._processes import CHAT_EXAMPLE, MasterProcess, accepts, alive, cluster_section, eventually, server_section
 from .test_chat import CHATS, CONNECTORS, GARDEN, LOBBY, SERVER_IDS, ChatClusterMixin, added, chat, left
 
 
@@ -472,7 +471,6 @@ class RestartUnderLoadTests(RoomsMixin, SynchronousTestCase):
         self.assertEqual(self.other.channels.channels, [GARDEN])
 
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 WAIT = 30.0  # the longest any wait of the multi-process test may take
 POLL = 0.1
 
@@ -482,17 +480,8 @@ def chat_file(ports: dict[str, int]) -> str:
     The default cluster's file (the chat example) on C{ports}: C{master},
     C{<id>.node}, and C{<id>.client} for the frontends.
     """
-    text = (
-        "[cluster]\nname = rooms\nsecret = rooms-secret\n"
-        f"plugin_path = {REPO}\nplugins = examples.chat.plugins\nextra_routes = onChat onAdd onLeave\n"
-        f"master_host = 127.0.0.1\nmaster_port = {ports['master']}\nrpc_timeout = 2\ndrain_timeout = 0\n"
-    )
-    for server_id in SERVER_IDS:
-        text += (f"\n[server:{server_id}]\ntype = {server_id.rsplit('-', 1)[0]}\nhost = 127.0.0.1\n"
-                 f"node_port = {ports[server_id + '.node']}\n")
-        if server_id + ".client" in ports:
-            text += f"frontend = true\nclient_port = {ports[server_id + '.client']}\n"
-    return text
+    text = cluster_section("rooms", ports["master"], **CHAT_EXAMPLE, rpc_timeout=2, drain_timeout=0)
+    return text + "".join(server_section(server_id, ports) for server_id in SERVER_IDS)
 
 
 def room_of(server_id: str, prefix: str) -> str:
@@ -511,60 +500,26 @@ class ChatProcessTests(TestCase):
     timeout = 180
 
     async def setUp(self) -> None:
-        self.directory = os.path.abspath(self.mktemp())
-        os.makedirs(self.directory)
         names = ["master", *(f"{i}.node" for i in SERVER_IDS), *(f"{i}.client" for i in ("gate-1", *CONNECTORS))]
         self.ports = dict(zip(names, free_ports(len(names))))
-        config = os.path.join(self.directory, "cluster.ini")
-        with open(config, "w", encoding="utf-8") as f:
-            f.write(chat_file(self.ports))
-        self.log_path = os.path.join(self.directory, "master.log")
-        with open(self.log_path, "wb") as out:
-            self.master = subprocess.Popen(
-                [*twistd_command(), "-n", "--pidfile=", "gamenet", "--config", config],
-                cwd=self.directory, env=environ(), stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-            )
-        self.addCleanup(self.stop_everything)
+        self.master = MasterProcess(self)
+        self.master.write(chat_file(self.ports))
+        self.master.start(30)
         self.pushes: dict[str, list[Any]] = {}
         self.clients: dict[str, Client] = {}
+        self.addCleanup(self.close_clients)
         await self.eventually(self.listening, "every port of the cluster")
 
     async def listening(self) -> bool:
-        if self.master.poll() is not None:
-            self.fail_with_log(f"the master exited with {self.master.returncode}")
+        self.master.fail_if_exited()
         return all(accepts(port) for port in self.ports.values())
 
-    def log(self) -> str:
-        with open(self.log_path, encoding="utf-8", errors="replace") as f:
-            return f.read()
-
-    def fail_with_log(self, text: str) -> Any:
-        self.fail(f"{text}\n--- master log ---\n{self.log()[-20000:]}")
-
     async def eventually(self, attempt: Any, what: str) -> Any:
-        return await eventually(attempt, WAIT, what, self.fail_with_log, POLL)
+        return await eventually(attempt, WAIT, what, self.master.fail, POLL)
 
-    def ours(self) -> list[int]:
-        return [pid for pid, (_, state, cmdline) in process_table().items()
-                if state not in ("Z", "X") and any(self.directory in arg for arg in cmdline)]
-
-    def chat_pid(self, server_id: str) -> int | None:
-        for pid, (ppid, state, cmdline) in process_table().items():
-            if ppid == self.master.pid and state not in ("Z", "X") and cmdline[-2:] == ["--server", server_id]:
-                return pid
-        return None
-
-    async def stop_everything(self) -> None:
+    def close_clients(self) -> None:
         for client in self.clients.values():
             client.close()
-        if self.master.poll() is None:
-            self.master.send_signal(signal.SIGTERM)
-            try:
-                self.master.wait(30)
-            except subprocess.TimeoutExpired:
-                self.master.kill()
-                self.master.wait(30)
-        kill_leftovers(self.ours, POLL)
 
     async def enter(self, user: str, connector: str) -> Any:
         """
@@ -632,13 +587,13 @@ class ChatProcessTests(TestCase):
             answer = await self.eventually(lambda: self.entered(user, connector), f"{user} entering")
             self.assertEqual(answer["users"][-1], user.split("@")[0], user)
         await self.delivered(room[0], room, "before")
-        pid = self.chat_pid("chat-1")
+        pid = self.master.children().get("chat-1")
         self.assertIsNotNone(pid)
-        since = len(self.log())
+        since = len(self.master.log())
         # The master is held while chat-1 is down, so that the outage lasts
         # until the checks below are done; it then restarts chat-1.
-        self.master.send_signal(signal.SIGSTOP)
-        self.addCleanup(self.master.send_signal, signal.SIGCONT)
+        self.master.process.send_signal(signal.SIGSTOP)
+        self.addCleanup(self.master.process.send_signal, signal.SIGCONT)
         os.kill(pid, signal.SIGKILL)
         await self.eventually(lambda: self.heard_nothing_from(pid), "chat-1 to die")
         await self.delivered(room[1], room, "while down")
@@ -648,20 +603,20 @@ class ChatProcessTests(TestCase):
         answer = await self.enter(newcomer, CONNECTORS[0])
         self.assertEqual(sorted(answer["users"]), ["alice", "bob", "frank"])
         room = [room[0], room[1], newcomer]
-        self.master.send_signal(signal.SIGCONT)
+        self.master.process.send_signal(signal.SIGCONT)
         restarted = await self.eventually(lambda: self.restarted(pid), "chat-1 started again")
         for line in (f"channel {killed_room} rebuilt on chat-1 with 3 members",
                      f"channel {killed_room} now routes away from chat-2: dropped"):
             await self.eventually(lambda: self.logged(line, room, since), line)
-        self.assertIn(f"channel {killed_room} rebuilt on chat-2 with 3 members", self.log()[since:])
-        self.assertEqual(self.chat_pid("chat-1"), restarted)
+        self.assertIn(f"channel {killed_room} rebuilt on chat-2 with 3 members", self.master.log()[since:])
+        self.assertEqual(self.master.children().get("chat-1"), restarted)
         await self.delivered(calm[1], calm, "calm again")
 
     async def heard_nothing_from(self, pid: int) -> bool:
         return not alive(pid)
 
     async def restarted(self, old: int) -> int | None:
-        pid = self.chat_pid("chat-1")
+        pid = self.master.children().get("chat-1")
         return pid if pid is not None and pid != old else None
 
     async def logged(self, line: str, room: list[str], since: int) -> bool:
@@ -670,4 +625,4 @@ class ChatProcessTests(TestCase):
         first C{since} characters and everyone in the room got the message.
         """
         await self.delivered(room[0], room, "after")
-        return line in self.log()[since:]
+        return line in self.master.log()[since:]
