@@ -1,8 +1,11 @@
 """
-Interoperability with a third-party Pomelo implementation: a Node client built
-from C{pinus-protocol}'s codec over a C{ws} WebSocket
-(C{tests/interop/pomelo_client.js}, written the way pomelo-jsclient-websocket
-talks) against a real gamenet frontend on the default hybrid connector.
+Interoperability with a third-party Pomelo implementation: Node clients built
+from C{pinus-protocol}'s codec and C{pinus-protobuf} over a C{ws} WebSocket
+(C{tests/interop/pomelo_connection.js}, written the way
+pomelo-jsclient-websocket talks) against real gamenet frontends on the default
+hybrid connector: C{pomelo_client.js} against a small game of this module
+(L{PomeloClientInteropTests}), C{chat_client.js} against the chat example's
+cluster with its protobuf schemas (L{ChatExampleInteropTests}).
 
 The Node dependencies are installed into C{tests/interop/node_modules} with
 C{npm ci} the first time the tests run.
@@ -15,17 +18,23 @@ import os
 from typing import Any
 
 from twisted.internet import reactor
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, DeferredList, succeed
 from twisted.internet.utils import getProcessOutputAndValue
 from twisted.trial.unittest import TestCase
 
+from examples.chat.dispatcher import dispatch
 from gamenet import Handler, handler
-from gamenet.testing import client_port, cluster_config, frontend, start_server
+from gamenet.plugins import discover
+from gamenet.protocol.protobuf import load_dir
+from gamenet.testing import client_port, cluster_config, free_ports, frontend, start_server
 
 from ._node import install, node_tools
+from ._processes import eventually
+from .test_chat import CONNECTORS, PLUGINS, PROTOS, SERVER_IDS, added, chat, chat_cluster, left
 
 INTEROP = os.path.join(os.path.dirname(os.path.abspath(__file__)), "interop")
 SCRIPT = os.path.join(INTEROP, "pomelo_client.js")
+CHAT_SCRIPT = os.path.join(INTEROP, "chat_client.js")
 
 HANDLER_ROUTES = {
     "connector.game.echo",
@@ -81,7 +90,47 @@ class Game(Handler):
         return {"kicking": True}
 
 
-class PomeloClientInteropTests(TestCase):
+class NodeClientMixin:
+    """
+    Running a script of C{tests/interop} with Node and reading its observations.
+
+    @ivar node: the C{node} executable, found (and the scripts' packages
+        installed) by L{setUpNode}.
+    """
+
+    def setUpNode(self) -> None:
+        try:
+            self.node, npm = node_tools("the interop test (tests/interop)")
+            install(INTEROP, npm)
+        except RuntimeError as e:
+            self.fail(str(e))
+
+    async def run_node(self, script: str, *args: str) -> list[dict[str, Any]]:
+        """
+        Run a Node script of C{tests/interop} to the end.
+
+        @return: its observations, one dict per line, after checking it exited
+            0 and observed no error nor timeout.
+        """
+        out, err, code = await getProcessOutputAndValue(
+            self.node, [script, *args], env=dict(os.environ), path=INTEROP, reactor=reactor,
+        )
+        text = out.decode("utf-8")
+        if code != 0:
+            self.fail(f"{os.path.basename(script)} exited {code}\nstdout:\n{text}\n"
+                      f"stderr:\n{err.decode('utf-8', 'replace')}")
+        events = [json.loads(line) for line in text.splitlines() if line.strip()]
+        self.assertEqual([e for e in events if e["event"] in ("error", "timeout")], [])
+        return events
+
+    def of(self, events: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
+        """
+        The observations of one C{event} kind, in order.
+        """
+        return [e for e in events if e["event"] == kind]
+
+
+class PomeloClientInteropTests(NodeClientMixin, TestCase):
     """
     The Node client's conversation with a WebSocket frontend, heartbeat 1 second,
     whose route dictionary has the handler routes and the push route C{onChat}
@@ -92,11 +141,7 @@ class PomeloClientInteropTests(TestCase):
     timeout = 90
 
     async def setUp(self) -> None:
-        try:
-            self.node, npm = node_tools("the interop test (tests/interop/pomelo_client.js)")
-            install(INTEROP, npm)
-        except RuntimeError as e:
-            self.fail(str(e))
+        self.setUpNode()
         protos = os.path.abspath(self.mktemp())
         os.makedirs(protos)
         for name, schemas in (("clientProtos.json", CLIENT_PROTOS), ("serverProtos.json", SERVER_PROTOS)):
@@ -112,25 +157,11 @@ class PomeloClientInteropTests(TestCase):
 
     async def converse(self) -> list[dict[str, Any]]:
         """
-        Run the Node client against the frontend to the end.
+        Run C{pomelo_client.js} against the frontend to the end.
 
-        @return: its observations, one dict per line, after checking it exited 0.
+        @return: its observations, as L{run_node} checks them.
         """
-        out, err, code = await getProcessOutputAndValue(
-            self.node, [SCRIPT, str(client_port(self.app))], env=dict(os.environ), path=INTEROP, reactor=reactor,
-        )
-        text = out.decode("utf-8")
-        if code != 0:
-            self.fail(f"node client exited {code}\nstdout:\n{text}\nstderr:\n{err.decode('utf-8', 'replace')}")
-        events = [json.loads(line) for line in text.splitlines() if line.strip()]
-        self.assertEqual([e for e in events if e["event"] in ("error", "timeout")], [])
-        return events
-
-    def of(self, events: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
-        """
-        The observations of one C{event} kind, in order.
-        """
-        return [e for e in events if e["event"] == kind]
+        return await self.run_node(SCRIPT, str(client_port(self.app)))
 
     async def test_handshake(self) -> None:
         """
@@ -253,3 +284,126 @@ class PomeloClientInteropTests(TestCase):
         [close] = self.of(events, "close")
         self.assertEqual(close["code"], 1000)
         self.assertEqual(await self.game.closed, KICK_REASON)
+
+
+ROOM = "lobby"
+FIRST, SECOND = "ann", "bob"  # on connector-2 and connector-1: onChat crosses connectors
+HELLO = "h\u00e9llo \u4e16\u754c"
+
+
+class ChatExampleInteropTests(NodeClientMixin, TestCase):
+    """
+    C{chat_client.js}: two users of the chat example, each a Node client of
+    its own, against the example's cluster (L{chat_cluster}: a gate, two
+    connectors, two chat servers, the example's plugins, route dictionary and
+    protobuf schemas from C{examples/chat/config}) in this process, on free
+    loopback ports.
+    """
+
+    timeout = 60
+
+    async def setUp(self) -> None:
+        self.setUpNode()
+        ports = free_ports(3 + len(SERVER_IDS))
+        cluster = chat_cluster(ports[:3], ports[3:])
+        registrations = discover(PLUGINS)
+        self.apps = {}
+        self.addCleanup(self.stop_cluster)
+        for server_id in SERVER_IDS:
+            self.apps[server_id] = await start_server(cluster, server_id, registrations)
+        links = [link for app in self.apps.values() for link in app.node.links.values()]
+        self.assertEqual(len(links), len(SERVER_IDS) * (len(SERVER_IDS) - 1))
+        await eventually(lambda: succeed(all(link.up for link in links)), 10, "the node links", self.fail, 0.02)
+        self.gate_port = ports[0]
+
+    async def stop_cluster(self) -> None:
+        await DeferredList([app.stopService() for app in self.apps.values()])
+
+    async def converse(self) -> dict[tuple[str, str], list[dict[str, Any]]]:
+        """
+        Run C{chat_client.js} to the end.
+
+        @return: its observations by C{(user, server)}, in order.
+        """
+        events = await self.run_node(CHAT_SCRIPT, str(self.gate_port), ROOM, FIRST, SECOND)
+        self.assertEqual(events[-1], {"event": "done"})
+        by_connection: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        for event in events[:-1]:
+            by_connection.setdefault((event.pop("user"), event.pop("server")), []).append(event)
+        self.assertEqual(set(by_connection), {(user, server) for user in (FIRST, SECOND)
+                                              for server in ("gate", "connector")})
+        return by_connection
+
+    async def test_handshake(self) -> None:
+        """
+        The gate and the connectors accept each client's handshake with
+        C{useProto} and the example's schemas, as Pomelo's parser gives them
+        (C{chat.chatHandler.send} from the client, C{onChat} from the
+        server); the connectors' route dictionary has the routes of the
+        example's C{dictionary.json} and its other push routes.
+        """
+        connections = await self.converse()
+        protos = load_dir(PROTOS).handshake
+        with open(os.path.join(PROTOS, "dictionary.json"), encoding="utf-8") as f:
+            pushed = {*json.load(f), "onAdd", "onLeave"}
+        self.assertEqual((list(protos["client"]), list(protos["server"])), (["chat.chatHandler.send"], ["onChat"]))
+        for (user, server), events in connections.items():
+            [hs] = self.of(events, "handshake")
+            self.assertEqual(hs["code"], 200, (user, server))
+            self.assertIs(hs["sys"]["useProto"], True, (user, server))
+            self.assertEqual(hs["sys"]["protos"], protos, (user, server))
+            if server == "connector":
+                self.assertTrue(pushed <= set(hs["dict"]), hs["dict"])
+
+    async def test_protobuf(self) -> None:
+        """
+        The clients send C{chat.chatHandler.send} in protobuf and
+        C{gate.gateHandler.queryEntry} and C{connector.entryHandler.enter}
+        in JSON; every C{onChat} push comes in protobuf (its route compressed)
+        and C{onAdd} and C{onLeave} in JSON, as do the answers, whose routes
+        have no server schema.
+        """
+        connections = await self.converse()
+        sent, answered, pushed = set(), set(), set()
+        for events in connections.values():
+            sent |= {(e["route"], e["protobuf"]) for e in self.of(events, "sent") if e["type"] == "request"}
+            answered |= {(e["route"], e["protobuf"]) for e in self.of(events, "response")}
+            pushed |= {(e["route"], e["protobuf"], e["compressed"]) for e in self.of(events, "push")}
+        self.assertEqual(sent, {("gate.gateHandler.queryEntry", False), ("connector.entryHandler.enter", False),
+                                ("chat.chatHandler.send", True)})
+        self.assertEqual(answered, {(route, False) for route, _ in sent})
+        self.assertEqual(pushed, {("onAdd", False, True), ("onChat", True, True), ("onLeave", False, True)})
+
+    async def test_conversation(self) -> None:
+        """
+        Each user is sent by the gate to the connector the example's
+        dispatcher names (a different one for each), enters the room and is
+        answered the example's answers; every message to everyone reaches
+        both users, the private one its target only, and the first user
+        hears the second arrive and leave.
+        """
+        connections = await self.converse()
+        connectors = [self.apps[i].server for i in CONNECTORS]
+        ports = set()
+        for user in (FIRST, SECOND):
+            [entry] = self.of(connections[user, "gate"], "response")
+            port = dispatch(user, connectors).client_port
+            ports.add(port)
+            self.assertEqual(entry["body"], {"code": 200, "host": "127.0.0.1", "port": port})
+        self.assertEqual(len(ports), 2)
+
+        answers = {user: [(e["route"], e["body"]) for e in self.of(connections[user, "connector"], "response")]
+                   for user in (FIRST, SECOND)}
+        self.assertEqual(answers, {
+            FIRST: [("connector.entryHandler.enter", {"users": [FIRST]}), ("chat.chatHandler.send", {})],
+            SECOND: [("connector.entryHandler.enter", {"users": [FIRST, SECOND]}), ("chat.chatHandler.send", {}),
+                     ("chat.chatHandler.send", {})],
+        })
+        pushes = {user: [(e["route"], e["body"]) for e in self.of(connections[user, "connector"], "push")]
+                  for user in (FIRST, SECOND)}
+        self.assertEqual(pushes, {
+            FIRST: [added(SECOND), chat(HELLO, FIRST), chat(f"hi {FIRST}", SECOND), chat("just you", SECOND, FIRST),
+                    left(SECOND)],
+            SECOND: [chat(HELLO, FIRST), chat(f"hi {FIRST}", SECOND)],
+        })
+        self.assertEqual([e for events in connections.values() for e in self.of(events, "kick")], [])
