@@ -6,6 +6,7 @@ L{gamenet.config._values}, every problem collected, then the values built.
 from __future__ import annotations
 
 import configparser
+import io
 import ipaddress
 import json
 import os
@@ -66,10 +67,14 @@ def load(path: str, environ: Mapping[str, str] | None = None) -> ClusterConfig:
         interpolation=None, inline_comment_prefixes=(";", "#"), default_section="\x00"
     )
     try:
-        with open(path, encoding="utf-8") as f:
-            parser.read_file(f)
+        with open(path, "rb") as f:
+            raw = f.read()
+        parser.read_file(io.StringIO(raw.decode("utf-8"), newline=None), path)
     except OSError as e:
         raise ConfigError([f"{path}: cannot read: {e.strerror}"]) from None
+    except UnicodeDecodeError as e:
+        line = raw.count(b"\n", 0, e.start) + 1
+        raise ConfigError([f"{path}: line {line} is not UTF-8 text (expected a UTF-8 file)"]) from None
     except configparser.Error as e:
         raise ConfigError([f"{path}: " + " ".join(line.strip() for line in e.message.splitlines())]) from None
     return _validate(path, parser, environ)

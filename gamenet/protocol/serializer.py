@@ -54,23 +54,28 @@ def loads(data: bytes) -> Any:
     Parse a body; an empty body is C{None}.
 
     @raise ValueError: not UTF-8 JSON, or C{NaN}/C{Infinity}, which
-        JavaScript's C{JSON} neither writes nor reads and L{dumps} refuses.
+        JavaScript's C{JSON} neither writes nor reads and L{dumps} refuses,
+        or arrays and objects nested deeper than Python's recursion limit
+        (a body of a thousand C{[}, say).
     """
     if not data:
         return None
     try:
-        text = data.decode("utf-8")
-        # A body that is one JSON value and nothing else is read by the
-        # decoder's scanner alone, skipping the pure-Python whitespace checks
-        # of _decode around it; anything else (whitespace around the value,
-        # more after it, no value) goes through _decode, for its value or
-        # its error.
         try:
-            value, end = _scan(text, 0)
-        except StopIteration:
-            return _decode(text)
-        return value if end == len(text) else _decode(text)
-    except ValueError:
-        # json.loads also reads UTF-16 and UTF-32, a UTF-8 byte order mark and
-        # UTF-8-encoded surrogates, all of which fail the line above.
-        return json.loads(data, parse_constant=_no_constant)
+            text = data.decode("utf-8")
+            # A body that is one JSON value and nothing else is read by the
+            # decoder's scanner alone, skipping the pure-Python whitespace
+            # checks of _decode around it; anything else (whitespace around
+            # the value, more after it, no value) goes through _decode, for
+            # its value or its error.
+            try:
+                value, end = _scan(text, 0)
+            except StopIteration:
+                return _decode(text)
+            return value if end == len(text) else _decode(text)
+        except ValueError:
+            # json.loads also reads UTF-16 and UTF-32, a UTF-8 byte order mark
+            # and UTF-8-encoded surrogates, all of which fail the line above.
+            return json.loads(data, parse_constant=_no_constant)
+    except RecursionError:
+        raise ValueError("JSON nested too deeply") from None
