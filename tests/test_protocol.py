@@ -1272,11 +1272,14 @@ class SerializerTests(SynchronousTestCase):
 
     def test_tooDeep(self):
         """
-        A value nested deeper than the recursion limit fails as with C{json.dumps}.
+        A value nested deeper than the recursion limit (a handler echoing a
+        deep message, say) is a L{ValueError}, which a frontend answers as
+        an error, not the L{RecursionError} of C{json.dumps}.
         """
         import sys
 
         value: list = []
         for _ in range(sys.getrecursionlimit() + 10):
             value = [value]
-        self.assertRaises(RecursionError, serializer.dumps, value)
+        error = self.assertRaises(ValueError, serializer.dumps, value)
+        self.assertEqual(str(error), "JSON nested too deeply")

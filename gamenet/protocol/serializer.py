@@ -37,16 +37,20 @@ def dumps(value: Any) -> bytes:
     Serialize a body.
 
     @raise ValueError: NaN or infinity, which JavaScript's C{JSON.parse}
-        rejects, or a circular reference.
+        rejects, a circular reference, or arrays and objects nested deeper
+        than Python's recursion limit.
     @raise TypeError: a value JSON cannot carry.
     """
-    if _encode is None:
-        return _encoder.encode(value).encode("utf-8")
     try:
-        return "".join(_encode(value, 0)).encode("utf-8")
+        if _encode is None:
+            return _encoder.encode(value).encode("utf-8")
+        try:
+            return "".join(_encode(value, 0)).encode("utf-8")
+        except RecursionError:
+            # Too deep, or circular: _encoder says which, as json.dumps would.
+            return _encoder.encode(value).encode("utf-8")
     except RecursionError:
-        # Too deep, or circular: _encoder says which, as json.dumps would.
-        return _encoder.encode(value).encode("utf-8")
+        raise ValueError("JSON nested too deeply") from None
 
 
 def loads(data: bytes) -> Any:
