@@ -15,6 +15,7 @@ from ._pomelo import RESERVED, PomeloApplication
 from ._settle import settle
 from .channel import ChannelService
 from .cluster import BackendSessionService, ClusterNode
+from .cluster.recovery import Recovery
 from .cluster.registry import ServerRegistry
 from .cluster.routing import router
 from .component import CONFIGURE, HANDLER, HTTP, REMOTE, SESSION_LEARNER, STORAGE, Bound
@@ -216,6 +217,14 @@ class Application(PomeloApplication, MultiService):
         Acts on sessions held by frontends (see L{gamenet.cluster.backend}).
         """
         return self.node.backend_sessions
+
+    @property
+    def recovery(self) -> Recovery:
+        """
+        State rebuilt from the frontends' live sessions: C{declare} a
+        backend's groups, C{get} one (see L{gamenet.cluster.recovery}).
+        """
+        return self.node.recovery
 
     @cached_property
     def global_channels(self) -> GlobalChannelService:

@@ -31,6 +31,9 @@ class Channel:
     A named group of users, each known with the frontend holding their session.
 
     @ivar name: the channel's name.
+    @ivar state: what a game keeps with the channel, C{None} unless it sets
+        it: forgotten with the channel, and made again with it when a
+        rebuild is given C{made} (see L{ChannelService.rebuild}).
     """
 
     def __init__(self, name: str, service: ChannelService) -> None:
@@ -38,6 +41,7 @@ class Channel:
         self._service = service
         self._members: dict[str, str] = {}
         self.destroyed = False
+        self.state: Any = None
 
     def __repr__(self) -> str:
         return f"<Channel {self.name!r} with {len(self._members)} members>"
@@ -174,7 +178,8 @@ class ChannelService:
             channel.destroyed = True
             channel._members.clear()
 
-    def rebuild(self, name: str, key: str, value: Any, frontend_type: str | None = None) -> Deferred[Channel]:
+    def rebuild(self, name: str, key: str, value: Any, frontend_type: str | None = None,
+                made: Callable[[Channel, list[BackendSession]], Any] | None = None) -> Deferred[Channel]:
         """
         The channel C{name}, made first from the frontends' live sessions
         when this server does not hold it: each session bound to a uid whose
@@ -199,6 +204,11 @@ class ChannelService:
         made, and one that waits for something else before using it finds
         it destroyed.
 
+        @param made: called as C{made(channel, sessions)} once the channel
+            is made from the sessions found, before any call waiting gets
+            it (the first call's, when several share the query; see
+            L{gamenet.cluster.recovery}); when it raises, every call
+            waiting fails with its error and nothing is kept.
         @return: a Deferred firing with the channel; it fails, for every call
             waiting, with the query's L{Unavailable} when a frontend did not
             answer. Nothing is kept then: the next call queries again.
@@ -212,27 +222,41 @@ class ChannelService:
             waiting.append(d)
             return d
         self._rebuilding[name] = [d]
-        self.app.backend_sessions.find(key, value, frontend_type).addBoth(self._rebuilt, name)
+        self.app.backend_sessions.find(key, value, frontend_type).addBoth(self._rebuilt, name, made)
         return d
 
-    def _rebuilt(self, result: list[BackendSession] | Failure, name: str) -> None:
+    def _rebuilt(self, result: list[BackendSession] | Failure, name: str,
+                 made: Callable[[Channel, list[BackendSession]], Any] | None) -> None:
         waiting = self._rebuilding.pop(name)
+        if not isinstance(result, Failure):
+            result = self._made(name, result, made)
         if isinstance(result, Failure):
             log.warn("channel {name} was not rebuilt on {server_id}: {error}", name=name,
                      server_id=self.app.server_id, error=result.getErrorMessage())
             for d in waiting:
                 d.errback(result)
             return
-        channel = self.create_channel(name)
-        for session in result:
-            if session.uid is not None:
-                channel.add(session.uid, session.frontend_id)
+        channel = result
         log.info("channel {name} rebuilt on {server_id} with {count} members", name=name,
                  server_id=self.app.server_id, count=channel.user_count)
         for d in waiting:
             d.callback(channel)
         if self._following and not self._owns(name):
             self.destroy_channel(name)
+
+    def _made(self, name: str, sessions: list[BackendSession],
+              made: Callable[[Channel, list[BackendSession]], Any] | None) -> Channel | Failure:
+        channel = self.create_channel(name)
+        for session in sessions:
+            if session.uid is not None:
+                channel.add(session.uid, session.frontend_id)
+        if made is not None:
+            try:
+                made(channel, sessions)
+            except Exception:
+                self.destroy_channel(name)
+                return Failure()
+        return channel
 
     def follow_routing(self) -> None:
         """

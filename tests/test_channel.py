@@ -360,14 +360,19 @@ class PushTests(ClusterTestCase):
 
     def test_frontendDown(self):
         """
-        The members on a frontend that is down are missing; the members on
-        the other frontend still get the push.
+        Users on a frontend that is down are missing; the members on the
+        other frontend still get the push. A channel no longer holds the
+        members of a frontend that is gone (see L{tests.test_recovery}).
         """
         self.cluster.kill("connector-2")
-        missing = self.result(self.channel.push_message("onNote", {"n": 6}))
+        missing = self.result(self.channels.push_message_by_uids(
+            "onNote", {"n": 6}, [(uid, self.channel.get_member(uid)[1]) for uid in ("alice", "carol")]
+            + [("bob", "connector-2"), ("dave", "connector-2")]))
         self.assertEqual(sorted(missing), ["bob", "dave"])
-        self.assertEqual(self.pushes["alice"], [("onNote", {"n": 6})])
-        self.assertEqual(self.pushes["carol"], [("onNote", {"n": 6})])
+        self.assertEqual(self.result(self.channel.push_message("onNote", {"n": 7})), [])
+        self.assertEqual(sorted(self.channel.get_members()), ["alice", "carol"])
+        self.assertEqual(self.pushes["alice"], [("onNote", {"n": 6}), ("onNote", {"n": 7})])
+        self.assertEqual(self.pushes["carol"], [("onNote", {"n": 6}), ("onNote", {"n": 7})])
         self.assertEqual((self.pushes["bob"], self.pushes["dave"]), ([], []))
 
     def test_order(self):

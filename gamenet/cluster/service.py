@@ -26,6 +26,7 @@ from .backend import BackendSession, BackendSessionService
 from .control import ControlRemote
 from .master import MASTER_ID, PARENT_ENVIRONMENT
 from .node import NodeLink, NodeServer, RemoteError, node_tls_options
+from .recovery import Recovery
 from .rpc import RpcCall, rpc_proxy
 from .sysremote import SysRemote
 
@@ -87,6 +88,8 @@ class ClusterNode(Service):
     @ivar links: the link to every other server, by id.
     @ivar remotes: remote route to callable, for calls from other servers.
     @ivar backend_sessions: the L{BackendSessionService}.
+    @ivar recovery: the L{Recovery} of the state the frontends' sessions
+        rebuild, and of members of frontends that are gone.
     @ivar rpc: the C{app.rpc} proxy.
     @ivar use_master: whether to log in to the master (for its control
         calls, and for membership with static discovery).
@@ -112,6 +115,7 @@ class ClusterNode(Service):
         self.links: dict[str, NodeLink] = {}
         self.remotes: dict[str, Callable[..., Any]] = {}
         self.backend_sessions = BackendSessionService(self)
+        self.recovery = Recovery(self, app.channels)
         self.rpc = rpc_proxy(self)
         self.sys = SysRemote(app.sessions, app.channels) if app.sessions is not None else None
         self.master_link: NodeLink | None = None
@@ -171,6 +175,7 @@ class ClusterNode(Service):
         for server in self.app.registry:
             self._link_to(server)
         self.app.registry.listeners.append(self._servers_changed)
+        self.recovery.start()
         if self.discovery is not None:
             self.discovery.startService()
         if self.use_master:
@@ -212,6 +217,7 @@ class ClusterNode(Service):
         super().stopService()
         if self._servers_changed in self.app.registry.listeners:
             self.app.registry.listeners.remove(self._servers_changed)
+        self.recovery.stop()
         if self._orphan_check is not None and self._orphan_check.running:
             self._orphan_check.stop()
         links = [*self.links.values(), *([self.master_link] if self.master_link else [])]

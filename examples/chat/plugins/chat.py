@@ -3,10 +3,13 @@ The chat servers: a room is a channel, and a whole room lives on one chat
 server, chosen by the room name as Pomelo's demo does.
 
 Rooms follow routing: the connectors' sessions say who is in which room (the
-setting C{rid}), so a chat server asked about a room it does not hold
-rebuilds it from them first, and drops the rooms that route to another chat
-server whenever the chat servers available change. A chat server that stops
-or dies costs its rooms nothing: they move to the other one and come back.
+setting C{rid}), so the rooms are declared rebuildable, keyed by C{rid}
+(L{gamenet.cluster.recovery}): a chat server asked about a room it does not
+hold rebuilds it from them first, and drops the rooms that route to another
+chat server whenever the chat servers available change. A chat server that
+stops or dies costs its rooms nothing: they move to the other one and come
+back. When a connector dies, its users are dropped from every room and the
+others are told they left, with C{onLeave}.
 
 Every minute a cron (C{examples/chat/config/crons.json}) tells the members
 of each room how many users are in it, with C{onRoomStats}.
@@ -38,7 +41,16 @@ def room(app: Any, rid: str) -> Deferred[Channel]:
     Room C{rid} as this chat server holds it, rebuilt first from the
     connectors' sessions whose C{rid} is C{rid} when it holds none.
     """
-    return app.channels.rebuild(rid, "rid", rid, "connector")
+    return app.recovery.get("rid", rid)
+
+
+def gone(channel: Channel, uids: list[str]) -> None:
+    """
+    Tell the rest of a room that users whose connector died have left,
+    with C{onLeave}, as if each had closed its connection.
+    """
+    for uid in uids:
+        channel.push_message("onLeave", {"route": "onLeave", "user": uid.split("*")[0]})
 
 
 def held(app: Any) -> list[Channel]:
@@ -158,4 +170,4 @@ chat_handler = handler(ChatHandler, "chat")
 chat_remote = remote(ChatRemote, "chat")
 room_cron = cron_handler(RoomCron, "chat")
 routes = configure(lambda app: app.route("chat", by_room))
-follow = configure(lambda app: app.channels.follow_routing(), "chat")
+rooms = configure(lambda app: app.recovery.declare("rid", "connector", left=gone), "chat")
