@@ -11,7 +11,6 @@ Tested by tests/test_cron.py.
 
 from __future__ import annotations
 
-import json
 from datetime import datetime, timezone, tzinfo
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping
 
@@ -21,6 +20,7 @@ from twisted.application.service import Service
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
+from ._jsonfile import read_json
 from ._settle import settle
 from .component import CRON
 
@@ -147,13 +147,7 @@ def read_crons(path: str) -> dict[str | None, dict[str, list[CronEntry]]]:
     @raise ValueError: it cannot be read, is not JSON, or has a bad entry;
         the sentence names the file.
     """
-    try:
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
-    except OSError as e:
-        raise ValueError(f"cannot read {path}: {e.strerror}") from None
-    except ValueError as e:
-        raise ValueError(f"{path} is not JSON: {e}") from None
+    data = read_json(path)
     try:
         return parse_crons(data)
     except ValueError as e:

@@ -8,12 +8,12 @@ from __future__ import annotations
 import configparser
 import io
 import ipaddress
-import json
 import os
 from typing import Any, Callable, Mapping
 
 import attrs
 
+from .._jsonfile import read_json
 from ..cron import read_crons
 from ..protocol.protobuf import load_dir
 from ._model import (
@@ -342,13 +342,7 @@ def _dictionary(path: str) -> tuple[str, ...]:
 
     @raise ValueError: the file cannot be read, or holds something else.
     """
-    try:
-        with open(path, encoding="utf-8") as f:
-            routes = json.load(f)
-    except OSError as e:
-        raise ValueError(f"cannot read {path}: {e.strerror}") from None
-    except ValueError as e:
-        raise ValueError(f"{path} is not JSON: {e}") from None
+    routes = read_json(path)
     if routes == {}:
         return ()
     if not isinstance(routes, list) or not all(isinstance(route, str) and route for route in routes):
