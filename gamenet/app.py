@@ -477,6 +477,21 @@ class Application(PomeloApplication, MultiService):
             except Exception:
                 log.failure("listener of {event} failed on {server_id}", event=event, server_id=self.server_id)
 
+    def _check_routers(self) -> None:
+        """
+        Warn, with static discovery, of a L{route} for a server type no
+        server of the cluster file has: a misspelt type, or a game's plugins
+        run by a cluster without that type (which is why it is no error).
+        """
+        if self.cluster.discovery != "static":
+            return
+        known = sorted({server.type for server in self.cluster.servers})
+        for server_type in self.routers:
+            if server_type not in known:
+                log.warn("{path} [server:*] type: app.route names server type {server_type!r}, which no server "
+                         "has; expected one of: {known}", path=self.cluster.path, server_type=server_type,
+                         known=", ".join(known))
+
     async def _run_lifecycle(self, stage: str) -> None:
         for fn in self._lifecycle[stage]:
             await settle(fn(self))
@@ -490,6 +505,7 @@ class Application(PomeloApplication, MultiService):
         self.dictionary = RouteDictionary.build(self._handler_routes(), self.cluster.extra_routes)
         self.dispatcher.known_routes = self.dictionary.route_to_code
         self._make_components()
+        self._check_routers()
         if self.sessions is not None:
             options = self.server.options
             assert options is not None

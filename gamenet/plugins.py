@@ -47,6 +47,9 @@ def discover(packages: Iterable[str]) -> list[IRegistration]:
             package = importlib.import_module(name)
         except Exception as e:
             raise PluginError(f"plugin package {name}: {type(e).__name__}: {e}") from e
+        if getattr(package, "__file__", None) is None:
+            raise PluginError(f"plugin package {name} is a namespace package; "
+                              "expected a package with an __init__.py, which twisted.plugin can search")
         for module in pkgutil.iter_modules(getattr(package, "__path__", []), name + "."):
             try:
                 importlib.import_module(module.name)

@@ -85,14 +85,23 @@ class Options(usage.Options):
 class ClusterService(MultiService):
     """
     The servers this process runs; a port that cannot be opened ends the
-    process with the reason instead of a traceback, and a server whose start
-    fails (a component's C{init} raising, say) is logged and stops the process.
+    process with the reason (after the cluster file's path) instead of a
+    traceback, and a server whose start fails (a component's C{init} raising,
+    say) is logged and stops the process.
+
+    @ivar path: the cluster file.
     """
+
+    def __init__(self, path: str) -> None:
+        super().__init__()
+        self.path = path
 
     def privilegedStartService(self) -> None:
         try:
             super().privilegedStartService()
-        except (ListenError, PluginError, TypeError, ValueError, OSError) as e:
+        except ListenError as e:
+            raise SystemExit(f"gamenet: {self.path} {e}") from None
+        except (PluginError, TypeError, ValueError, OSError) as e:
             raise SystemExit(f"gamenet: {e}") from None
 
     def startService(self) -> None:
@@ -116,8 +125,11 @@ def build(
     @raise PluginError: a plugin package does not import.
     """
     add_paths(cluster.plugin_path)
-    registrations = discover(cluster.plugins)
-    top = ClusterService()
+    try:
+        registrations = discover(cluster.plugins)
+    except PluginError as e:
+        raise PluginError(f"{cluster.path} [cluster] plugins: {e}") from e
+    top = ClusterService(cluster.path)
     for server_id in server_ids:
         Application(cluster, server_id, registrations, env, reactor, use_master=use_master).setServiceParent(top)
     return top

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 
 import attrs
@@ -626,7 +627,7 @@ class ServiceTests(TestCase):
 
     async def test_portInUse(self):
         """
-        A port in use ends the start with one line.
+        A port in use ends the start with one line naming the file and key.
         """
         master, port = self.master()
         with socket.socket() as s:
@@ -635,7 +636,8 @@ class ServiceTests(TestCase):
             with self.assertRaises(SystemExit) as caught:
                 AdminService(master).privilegedStartService()
         self.assertRegex(str(caught.exception),
-                         rf"^gamenet: the admin API cannot listen on 127\.0\.0\.1:{port}: .+$")
+                         rf"^gamenet: {re.escape(master.cluster.path)} \[cluster\] admin_port: "
+                         rf"the admin API cannot listen on 127\.0\.0\.1:{port}: .+$")
 
     async def test_tls(self):
         """
@@ -666,5 +668,6 @@ class ServiceTests(TestCase):
         master, port = self.master(admin_tls_cert="/nonexistent/admin.pem", admin_tls_key="/nonexistent/admin.key")
         with self.assertRaises(SystemExit) as caught:
             AdminService(master).privilegedStartService()
-        self.assertIn("gamenet: the admin API cannot use its certificate: ", str(caught.exception))
+        self.assertIn(f"gamenet: {master.cluster.path} [cluster] admin_tls_cert: cannot read /nonexistent/admin.pem: ",
+                      str(caught.exception))
         self.assertNotIn("\n", str(caught.exception))

@@ -9,8 +9,11 @@ import os
 import sys
 import textwrap
 
+import attrs
+
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
+from twisted.logger import LogLevel, formatEvent, globalLogPublisher
 from twisted.plugin import IPlugin
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 from zope.interface import implementer
@@ -190,6 +193,17 @@ class DiscoveryTests(SynchronousTestCase):
         error = self.assertRaises(PluginError, discover, ["no_such_game.plugins"])
         self.assertIn("no_such_game.plugins", str(error))
 
+    def test_namespacePackage(self):
+        """
+        A plugin package without an C{__init__.py}, which C{twisted.plugin}
+        cannot search, is an error naming it and what is expected.
+        """
+        self.write_package({"rooms": "x = 1\n"})
+        os.remove(os.path.join(sys.path[0], "fakegame", "plugins", "__init__.py"))
+        error = self.assertRaises(PluginError, discover, ["fakegame.plugins"])
+        self.assertEqual(str(error), "plugin package fakegame.plugins is a namespace package; expected a package "
+                                     "with an __init__.py, which twisted.plugin can search")
+
 
 class ApplicationTests(SynchronousTestCase):
     """
@@ -259,6 +273,26 @@ class ApplicationTests(SynchronousTestCase):
         """
         self.app._prepare()
         self.assertRaises(RuntimeError, self.app.register, handler(Lobby, "connector"))
+
+    def test_routeUnknownType(self):
+        """
+        C{route} for a server type no server of the file has is a warning
+        naming it and the known types (the start goes on: a game's plugins
+        may route types this cluster does not run); none with Redis
+        discovery, where servers of other files join.
+        """
+        events: list[dict] = []
+        globalLogPublisher.addObserver(events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, events.append)
+        self.app.route("area", lambda param, servers: servers[0])
+        self.app._prepare()
+        warned = [formatEvent(e) for e in events if e.get("log_level") == LogLevel.warn]
+        self.assertEqual(warned, [f"{self.cluster.path} [server:*] type: app.route names server type 'area', "
+                                  "which no server has; expected one of: chat, connector, gate"])
+        app = Application(attrs.evolve(self.cluster, discovery="redis"), "chat-1")
+        app.route("area", lambda param, servers: servers[0])
+        app._prepare()
+        self.assertEqual(len([e for e in events if e.get("log_level") == LogLevel.warn]), 1)
 
 
 class Lifecycle(Handler):

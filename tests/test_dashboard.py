@@ -23,7 +23,7 @@ import subprocess
 import time
 from collections import deque
 from html.parser import HTMLParser
-from typing import Any, NoReturn
+from typing import Any, Collection, NoReturn
 
 from treq.testing import StubTreq
 from twisted.internet import reactor
@@ -423,14 +423,15 @@ class FakeFleetTests(BrowserTestCase):
         self.assertEqual((shown["form"], shown["board"], shown["stored"], shown["message"]), (True, False, None, ""))
 
 
-def _free_run(count: int) -> int:
+def _free_run(count: int, taken: Collection[int]) -> int:
     """
     The first of C{count} consecutive ports that were all free on 127.0.0.1
-    a moment ago (for C{metrics_port_base}).
+    a moment ago (for C{metrics_port_base}), none of them in C{taken} (the
+    ports already given to the cluster's other keys).
     """
     for _ in range(50):
         [base] = free_ports(1)
-        if base + count > 65536:
+        if base + count > 65536 or any(port in taken for port in range(base, base + count)):
             continue
         sockets = []
         try:
@@ -474,7 +475,7 @@ class ClusterTests(BrowserTestCase):
     async def setUp(self) -> None:
         names = ["master", "admin", *(f"{s}.node" for s in SERVERS), *(f"{s}.client" for s in FRONTENDS)]
         self.ports = dict(zip(names, free_ports(len(names))))
-        self.ports["metrics"] = _free_run(len(SERVERS))
+        self.ports["metrics"] = _free_run(len(SERVERS), set(self.ports.values()))
         self.master = MasterProcess(self)
         self.master.write(cluster_text(self.ports))
         self.master.start(STOP_TIMEOUT)

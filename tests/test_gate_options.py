@@ -158,7 +158,7 @@ class ListenerTests(TestCase):
         self.addCleanup(app.node.stopService)
         with self.assertRaises(ListenError) as caught:
             app.privilegedStartService()
-        self.assertIn(f"connector-1: cannot listen for websocket clients on 127.0.0.1:{taken.server.client_port}",
+        self.assertIn(f"[server:connector-1] ws_port: cannot listen for websocket clients on 127.0.0.1:{taken.server.client_port}",
                       str(caught.exception))
         listener = app.getServiceNamed("clients")
         self.assertEqual((listener.port, listener.extra_ports), (None, {}))

@@ -221,7 +221,7 @@ class ServiceTests(SynchronousTestCase):
             port = s.getsockname()[1]
             with self.assertRaises(ListenError) as caught:
                 self.service(port=port).privilegedStartService()
-        self.assertRegex(str(caught.exception), rf"^web-1: cannot serve HTTP on 127\.0\.0\.1:{port}: .+$")
+        self.assertRegex(str(caught.exception), rf"^\[server:web-1\] http_port: cannot serve HTTP on 127\.0\.0\.1:{port}: .+$")
 
     def test_badCertificate(self) -> None:
         """
@@ -230,7 +230,7 @@ class ServiceTests(SynchronousTestCase):
         with self.assertRaises(ListenError) as caught:
             self.service(port=free_ports(1)[0], tls_cert="/nonexistent/c.pem", tls_key="/nonexistent/c.key")\
                 .privilegedStartService()
-        self.assertIn("web-1: cannot serve HTTPS with http_tls_cert /nonexistent/c.pem: ", str(caught.exception))
+        self.assertIn("[server:web-1] http_tls_cert: cannot read /nonexistent/c.pem: ", str(caught.exception))
         self.assertNotIn("\n", str(caught.exception))
 
 

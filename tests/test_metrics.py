@@ -452,5 +452,5 @@ class ListenerTests(TestCase):
         self.addCleanup(port.stopListening)
         listener.port_number = port.getHost().port
         error = self.assertRaises(ListenError, listener.privilegedStartService)
-        self.assertIn("chat-1: cannot serve metrics on 127.0.0.1:", str(error))
+        self.assertIn("[server:chat-1] metrics_port: cannot serve metrics on 127.0.0.1:", str(error))
 

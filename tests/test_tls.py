@@ -22,7 +22,7 @@ from twisted.trial.unittest import TestCase
 
 from gamenet import Handler, handler
 from gamenet.client import Client, ClientError
-from gamenet.connector.tls import server_context
+from gamenet.connector.tls import certificate_problem, server_context
 from gamenet.testing import client_port, cluster_config, frontend, start_server
 
 WAIT = 5.0
@@ -232,3 +232,23 @@ class ServerContextTests(TestCase):
         A file that cannot be read is an C{OSError}.
         """
         self.assertRaises(OSError, server_context, self.mktemp(), self.mktemp())
+
+    def test_problem(self):
+        """
+        L{certificate_problem} names the key of the file that cannot be read,
+        or the certificate's key when the two do not match.
+        """
+        cert, key, other_cert, other_key = (self.mktemp() for _ in range(4))
+        write_certificate(cert, key)
+        write_certificate(other_cert, other_key)
+        missing = self.mktemp()
+        for cert_path, key_path, expected in (
+            (missing, key, f"[server:gate-1] tls_cert: cannot read {missing}: No such file or directory; "
+                           "expected a readable PEM file"),
+            (cert, missing, f"[server:gate-1] tls_key: cannot read {missing}: No such file or directory; "
+                            "expected a readable PEM file"),
+            (cert, other_key, f"[server:gate-1] tls_cert: {cert} and {other_key} do not hold a usable "),
+        ):
+            error = self.assertRaises((OSError, ValueError), server_context, cert_path, key_path)
+            self.assertTrue(certificate_problem(error, "[server:gate-1]", "tls_cert", "tls_key", key_path)
+                            .startswith(expected))

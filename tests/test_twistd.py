@@ -26,6 +26,8 @@ from twisted.trial.unittest import TestCase
 from gamenet.client import Client
 from gamenet.testing import free_ports
 
+from .test_tls import write_certificate
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_CLUSTER = os.path.join(REPO, "etc", "cluster.ini")
 START_TIMEOUT = 30.0
@@ -73,15 +75,13 @@ def default_cluster(directory: str) -> tuple[str, dict[str, tuple[str, int]], di
         parser.read_file(f)
     here = os.path.dirname(DEFAULT_CLUSTER)
     wanted = [(section, key) for section in parser.sections() for key in _PORT_KEYS if key in parser[section]]
+    if parser["cluster"].pop("metrics_port_base", None) is not None:
+        # Each server's metrics on a free port of its own, not on base + N.
+        wanted += [(section, "metrics_port") for section in parser.sections() if section.startswith("server:")]
+    # One call, so that no two keys get the same free port.
     ports = dict(zip((f"{section} {key}" for section, key in wanted), free_ports(len(wanted))))
     for section, key in wanted:
         parser[section][key] = str(ports[f"{section} {key}"])
-    if parser["cluster"].pop("metrics_port_base", None) is not None:
-        # Each server's metrics on a free port of its own, not on base + N.
-        servers = [section for section in parser.sections() if section.startswith("server:")]
-        for section, port in zip(servers, free_ports(len(servers))):
-            parser[section]["metrics_port"] = str(port)
-            ports[f"{section} metrics_port"] = port
     for section in parser.sections():
         for key in _PATH_KEYS:
             if parser[section].get(key):
@@ -245,6 +245,87 @@ class BadStartTests(TwistdTestCase):
         code, out = self.run_twistd("--config", path, "--server", "nope")
         self.assertRefused(code, out, "'nope'", "gate-1, connector-1, connector-2")
 
+    def changed_cluster(self, changes: dict[str, dict[str, str]]) -> tuple[str, dict[str, int]]:
+        """
+        L{default_cluster} with C{changes} (keys by section) made; its path and ports.
+        """
+        path, _, ports = default_cluster(self.directory)
+        self.change(path, changes)
+        return path, ports
+
+    def change(self, path: str, changes: dict[str, dict[str, str]]) -> None:
+        """
+        Make C{changes} (keys by section) to the cluster file at C{path}.
+        """
+        parser = configparser.ConfigParser(interpolation=None, default_section="\x00")
+        with open(path, encoding="utf-8") as f:
+            parser.read_file(f)
+        for section, values in changes.items():
+            for key, value in values.items():
+                parser[section][key] = value
+        with open(path, "w", encoding="utf-8") as f:
+            parser.write(f)
+
+    def assertOneLine(self, code: int, out: str, start: str, *messages: str) -> None:
+        """
+        The start was refused with one line beginning C{start} and holding C{messages}.
+        """
+        self.assertRefused(code, out, start, *messages)
+        line = next(line for line in out.splitlines() if start in line)
+        for message in messages:
+            self.assertIn(message, line)
+
+    def plugins(self, packages: str, files: dict[str, str]) -> tuple[str, int, str]:
+        """
+        Run every server with C{[cluster] plugins = packages}, found in a
+        directory holding C{files}.
+
+        @return: the cluster file's path, the exit code and the output.
+        """
+        games = os.path.join(self.directory, "games")
+        for name, text in files.items():
+            os.makedirs(os.path.dirname(os.path.join(games, name)), exist_ok=True)
+            with open(os.path.join(games, name), "w", encoding="utf-8") as f:
+                f.write(text)
+        path, _ = self.changed_cluster({"cluster": {"plugins": packages, "plugin_path": f"{REPO} {games}"}})
+        code, out = self.run_twistd("--config", path, "--all")
+        return path, code, out
+
+    def test_namespacePlugins(self) -> None:
+        """
+        A plugin package without an C{__init__.py} (which C{twisted.plugin}
+        cannot search) is one line naming the key and what is expected.
+        """
+        path, code, out = self.plugins("nsgame.plugins", {"nsgame/plugins/rooms.py": "x = 1\n"})
+        self.assertOneLine(code, out, f"{path} [cluster] plugins: plugin package nsgame.plugins",
+                           "namespace package", "__init__.py")
+
+    def test_brokenPlugins(self) -> None:
+        """
+        A plugin package that raises on import is one line naming the key.
+        """
+        path, code, out = self.plugins("badgame", {"badgame/__init__.py": "raise RuntimeError('boom')\n"})
+        self.assertOneLine(code, out, f"{path} [cluster] plugins: plugin package badgame", "RuntimeError: boom")
+
+    def test_missingPlugins(self) -> None:
+        """
+        A plugin package that does not exist is one line naming the key.
+        """
+        path, code, out = self.plugins("examples.chat.plugins nosuchgame", {})
+        self.assertOneLine(code, out, f"{path} [cluster] plugins: plugin package nosuchgame", "ModuleNotFoundError")
+
+    def test_duplicatePorts(self) -> None:
+        """
+        Two keys with the same port on one host stop the start with one line
+        naming both.
+        """
+        path, _, ports = default_cluster(self.directory)
+        port = ports["server:gate-1 client_port"]
+        self.change(path, {"server:connector-1": {"node_port": str(port)}})
+        code, out = self.run_twistd("--config", path, "--all")
+        self.assertOneLine(code, out, f"{path} [server:connector-1] node_port: port {port} is also "
+                           "[server:gate-1] client_port")
+
     def portInUse(self, port: int, *args: str) -> tuple[int, str]:
         with socket.socket() as taken:
             taken.bind(("127.0.0.1", port))
@@ -258,7 +339,7 @@ class BadStartTests(TwistdTestCase):
         path, _, ports = default_cluster(self.directory)
         port = ports["cluster master_port"]
         code, out = self.portInUse(port, "--config", path)
-        self.assertRefused(code, out, f"the master cannot listen on 127.0.0.1:{port}", "in use")
+        self.assertRefused(code, out, f"{path} [cluster] master_port: the master cannot listen on 127.0.0.1:{port}", "in use")
 
     def test_serverPortInUse(self) -> None:
         """
@@ -268,7 +349,56 @@ class BadStartTests(TwistdTestCase):
         path, frontends, _ = default_cluster(self.directory)
         port = frontends["connector-1"][1]
         code, out = self.portInUse(port, "--config", path, "--server", "connector-1")
-        self.assertRefused(code, out, f"connector-1: cannot listen for clients on 127.0.0.1:{port}", "in use")
+        self.assertOneLine(code, out, f"{path} [server:connector-1] client_port: cannot listen for clients on 127.0.0.1:{port}",
+                           "in use")
+
+    def test_adminPortInUse(self) -> None:
+        """
+        The admin API's port taken stops the master's start with one line naming the key.
+        """
+        path, _, ports = default_cluster(self.directory)
+        port = ports["cluster admin_port"]
+        code, out = self.portInUse(port, "--config", path)
+        self.assertOneLine(code, out, f"{path} [cluster] admin_port: the admin API cannot listen on 127.0.0.1:{port}",
+                           "in use")
+
+    def test_otherPortsInUse(self) -> None:
+        """
+        Each other port of a server taken stops its start with one line
+        naming the file, the section and the key.
+        """
+        path, _, ports = default_cluster(self.directory)
+        for key, what in (("node_port", "listen for node links"), ("web_port", "serve web files"),
+                          ("http_port", "serve HTTP"), ("metrics_port", "serve metrics")):
+            port = ports[f"server:gate-1 {key}"]
+            code, out = self.portInUse(port, "--config", path, "--server", "gate-1")
+            self.assertOneLine(code, out, f"{path} [server:gate-1] {key}: cannot {what} on 127.0.0.1:{port}", "in use")
+            os.remove(self.output)
+
+    def test_missingCertificates(self) -> None:
+        """
+        A certificate or key that cannot be read stops the start with one
+        line naming the file, the section and the key, whichever server or
+        port it is for.
+        """
+        cert, key = os.path.join(self.directory, "c.pem"), os.path.join(self.directory, "c.key")
+        write_certificate(cert, key)
+        gone = os.path.join(self.directory, "gone.pem")
+        cases = [
+            ("server:gate-1", "tls_cert", "tls_key", gone, key, ("--server", "gate-1")),
+            ("server:gate-1", "tls_cert", "tls_key", cert, gone, ("--all",)),
+            ("server:gate-1", "http_tls_cert", "http_tls_key", gone, key, ("--server", "gate-1")),
+            ("cluster", "node_tls_cert", "node_tls_key", gone, key, ("--server", "connector-1")),
+            ("cluster", "node_tls_cert", "node_tls_key", cert, gone, ()),
+            ("cluster", "admin_tls_cert", "admin_tls_key", gone, key, ()),
+        ]
+        for section, cert_key, key_key, cert_path, key_path, args in cases:
+            path, _ = self.changed_cluster({section: {cert_key: cert_path, key_key: key_path}})
+            code, out = self.run_twistd("--config", path, *args)
+            bad = cert_key if cert_path == gone else key_key
+            self.assertOneLine(code, out, f"{path} [{section}] {bad}: cannot read {gone}: No such file or directory",
+                               "expected a readable PEM file")
+            os.remove(self.output)
 
     def test_allPortInUse(self) -> None:
         """
@@ -277,7 +407,8 @@ class BadStartTests(TwistdTestCase):
         path, frontends, _ = default_cluster(self.directory)
         port = frontends["connector-2"][1]
         code, out = self.portInUse(port, "--config", path, "--all")
-        self.assertRefused(code, out, f"connector-2: cannot listen for clients on 127.0.0.1:{port}", "in use")
+        self.assertOneLine(code, out, f"{path} [server:connector-2] client_port: cannot listen for clients on 127.0.0.1:{port}",
+                           "in use")
 
 
 class MasterChildPortInUseTests(TwistdTestCase):
@@ -299,7 +430,7 @@ class MasterChildPortInUseTests(TwistdTestCase):
             exited = re.compile(r"server connector-1 (exited|died)")
             await self.wait_for(lambda: exited.search(self.read_output()), START_TIMEOUT, "connector-1 to exit")
         out = self.read_output()
-        self.assertIn(f"connector-1: cannot listen for clients on 127.0.0.1:{port}", out)
+        self.assertIn(f"[server:connector-1] client_port: cannot listen for clients on 127.0.0.1:{port}", out)
         self.assertNotIn(TRACEBACK, out)
         self.assertNotIn("Unhandled error", out)
 

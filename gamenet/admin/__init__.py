@@ -18,7 +18,7 @@ from twisted.logger import Logger
 from twisted.web.server import Site
 
 from ..connector.listener import ListenError, listen
-from ..connector.tls import server_context
+from ..connector.tls import certificate_problem, server_context
 from ..storage.blocked import block_store
 from ._api import DASHBOARD, AdminApi
 from .fleet import Fleet
@@ -69,13 +69,14 @@ class AdminService(Service):
             try:
                 tls = server_context(cluster.admin_tls_cert, cluster.admin_tls_key)
             except (OSError, ValueError) as e:
-                raise SystemExit(f"gamenet: the admin API cannot use its certificate: {e}") from None
+                raise SystemExit(f"gamenet: {cluster.path} " + certificate_problem(
+                    e, "[cluster]", "admin_tls_cert", "admin_tls_key", cluster.admin_tls_key)) from None
         site = _Site(AdminApi(self.fleet, self.dashboard).resource(cluster.admin_token))
         site.displayTracebacks = False
         site.noisy = False
         try:
             self.port = listen(self.reactor, cluster.admin_port, site, cluster.admin_host,
-                               "the admin API cannot listen", tls)
+                               f"{cluster.path} [cluster] admin_port: the admin API cannot listen", tls)
         except ListenError as e:
             raise SystemExit(f"gamenet: {e}") from None
 

@@ -290,9 +290,10 @@ class MasterService(MultiService):
         factory.noisy = False
         cluster = self.cluster
         try:
-            self.port = listen(self.reactor, cluster.master_port, factory, cluster.master_host, "the master cannot listen",
+            self.port = listen(self.reactor, cluster.master_port, factory, cluster.master_host,
+                               f"{cluster.path} [cluster] master_port: the master cannot listen",
                                node_tls_options(cluster) if cluster.node_tls_cert else None)
-        except ListenError as e:
+        except (ListenError, ValueError) as e:
             raise SystemExit(f"gamenet: {e}") from None
 
     def startService(self) -> None:

@@ -28,6 +28,7 @@ from twisted.spread import pb
 from zope.interface import implementer
 
 from ..connector.tcp import no_delay
+from ..connector.tls import certificate_problem
 from ..errors import GamenetError, Timeout, Unavailable
 from ..protocol import serializer
 from . import wire
@@ -43,18 +44,22 @@ def node_tls_options(cluster: Any) -> ssl.CertificateOptions:
     Mutual TLS for node links: every node presents the cluster certificate
     and trusts only it.
 
-    @raise OSError: a file cannot be read.
-    @raise ValueError: the files do not hold a matching certificate and key.
+    @raise ValueError: a file cannot be read, or the files do not hold a
+        matching certificate and key; the message names the cluster file and key.
     """
-    with open(cluster.node_tls_cert, "rb") as f:
-        cert_pem = f.read()
-    with open(cluster.node_tls_key, "rb") as f:
-        key_pem = f.read()
+    try:
+        with open(cluster.node_tls_cert, "rb") as f:
+            cert_pem = f.read()
+        with open(cluster.node_tls_key, "rb") as f:
+            key_pem = f.read()
+    except OSError as e:
+        raise ValueError(f"{cluster.path} " + certificate_problem(
+            e, "[cluster]", "node_tls_cert", "node_tls_key", cluster.node_tls_key)) from None
     try:
         certificate = ssl.PrivateCertificate.loadPEM(cert_pem + b"\n" + key_pem)
     except Exception as e:
-        raise ValueError(f"{cluster.node_tls_cert} and {cluster.node_tls_key} do not hold a usable "
-                         f"certificate and key: {e}") from None
+        raise ValueError(f"{cluster.path} [cluster] node_tls_cert: {cluster.node_tls_cert} and {cluster.node_tls_key} "
+                         f"do not hold a usable certificate and key: {e}") from None
     return ssl.CertificateOptions(
         privateKey=certificate.privateKey.original,
         certificate=certificate.original,

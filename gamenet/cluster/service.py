@@ -160,7 +160,7 @@ class ClusterNode(Service):
         """
         server = self.app.server
         self._port = listen(self.reactor, server.node_port, self.node_server.factory, server.host,
-                            f"{server.id}: cannot listen for node links", self.tls)
+                            f"[server:{server.id}] node_port: cannot listen for node links", self.tls)
 
     def privilegedStartService(self) -> None:
         super().privilegedStartService()

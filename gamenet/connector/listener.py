@@ -18,7 +18,7 @@ from ..storage.blocked import BlockStore
 from .frontend import Frontend
 from .hybrid import HybridFactory
 from .tcp import TCPFactory
-from .tls import server_context
+from .tls import certificate_problem, server_context
 from .websocket import WebSocketFactory
 
 log = Logger()
@@ -36,7 +36,8 @@ def listen(reactor: Any, port: int, factory: Factory, interface: str, what: str,
     """
     Open a TCP port, with TLS when C{tls} options are given.
 
-    @param what: the start of the error message, e.g. C{"chat-1: cannot listen for clients"}.
+    @param what: the start of the error message, naming the key of the port, e.g.
+        C{"[server:chat-1] client_port: cannot listen for clients"}.
     @raise ListenError: it cannot be opened; the message says why.
     """
     try:
@@ -137,15 +138,16 @@ class ClientListener(Service):
                 getattr(port, "startReading", lambda: None)()
 
     def _listen(self) -> None:
-        self.port = self._open(self.server.client_port, self.frontend.options.transport, "clients")
-        for transport, number in (("tcp", self.server.tcp_port), ("websocket", self.server.ws_port)):
+        self.port = self._open("client_port", self.server.client_port, self.frontend.options.transport, "clients")
+        for key, transport, number in (("tcp_port", "tcp", self.server.tcp_port),
+                                       ("ws_port", "websocket", self.server.ws_port)):
             if number:
-                self.extra_ports[transport] = self._open(number, transport, f"{transport} clients")
+                self.extra_ports[transport] = self._open(key, number, transport, f"{transport} clients")
 
-    def _open(self, number: int, transport: str, what: str) -> Any:
+    def _open(self, key: str, number: int, transport: str, what: str) -> Any:
         try:
-            port = listen(self.reactor, number, client_factory(self.frontend, transport), self.interface,
-                          f"{self.server.id}: cannot listen for {what}")
+            port = listen(self.reactor, number, self._factory(transport), self.interface,
+                          f"[server:{self.server.id}] {key}: cannot listen for {what}")
         except ListenError:
             self._close_all()
             raise
@@ -156,6 +158,18 @@ class ClientListener(Service):
             port=port.getHost().port,
         )
         return port
+
+    def _factory(self, transport: str) -> Factory:
+        """
+        L{client_factory} for C{transport}.
+
+        @raise ListenError: the certificate or key cannot be used; the message names the key.
+        """
+        try:
+            return client_factory(self.frontend, transport)
+        except (OSError, ValueError) as e:
+            raise ListenError(certificate_problem(e, f"[server:{self.server.id}]", "tls_cert", "tls_key",
+                                                  self.frontend.options.tls_key)) from None
 
     def _close_all(self) -> Deferred[Any]:
         """

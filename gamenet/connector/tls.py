@@ -7,6 +7,21 @@ from __future__ import annotations
 from twisted.internet import ssl
 
 
+def certificate_problem(error: OSError | ValueError, section: str, cert_key: str, key_key: str, key_path: str) -> str:
+    """
+    One line for a certificate and key that cannot be used: the section, the
+    key naming the file at fault, and why.
+
+    @param error: what reading them raised (L{server_context}'s errors).
+    @param section: as in C{"[server:gate-1]"}.
+    @param key_path: the file of C{key_key}, to tell which of the two was unreadable.
+    """
+    if isinstance(error, OSError):
+        key = key_key if error.filename == key_path else cert_key
+        return f"{section} {key}: cannot read {error.filename}: {error.strerror}; expected a readable PEM file"
+    return f"{section} {cert_key}: {error}"
+
+
 def server_context(cert_path: str, key_path: str) -> ssl.CertificateOptions:
     """
     Server TLS options from a PEM certificate (chain) and a PEM private key.

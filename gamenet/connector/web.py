@@ -26,14 +26,16 @@ class SiteListener(Service):
     (or, over TLS, a certificate that cannot be read) stops the server before
     it starts, with one line (a L{ListenError<gamenet.connector.listener.ListenError>});
     C{stopService} fires once the port is closed. A subclass says what it
-    serves: L{site} makes the site, L{tls} its TLS options, L{what} and
-    L{path} name it in errors and logs.
+    serves: L{site} makes the site, L{tls} its TLS options, L{what}, L{key}
+    and L{path} name it in errors and logs.
 
     @ivar what: what the port serves, as in C{"cannot serve web files"}.
+    @ivar key: the server key of the port, as in C{"web_port"}.
     @ivar path: the path logged after the port.
     """
 
     what = "serve HTTP"
+    key = "http_port"
     path = "/"
 
     def __init__(self, server_id: str, host: str, port: int, reactor: Any) -> None:
@@ -70,8 +72,8 @@ class SiteListener(Service):
         tls = self.tls()
         site = self.site()
         site.noisy = False
-        self.port = listen(self.reactor, self.port_number, site, self.host, f"{self.server_id}: cannot {self.what}",
-                           tls)
+        self.port = listen(self.reactor, self.port_number, site, self.host,
+                           f"[server:{self.server_id}] {self.key}: cannot {self.what}", tls)
         log.info("{server_id}: {what} on {url}", server_id=self.server_id, what=self.what,
                  url=f"{'https' if tls else 'http'}://{self.host}:{self.port.getHost().port}{self.path}")
 
@@ -87,6 +89,7 @@ class WebListener(SiteListener):
     """
 
     what = "serve web files"
+    key = "web_port"
 
     def __init__(self, server_id: str, root: str, host: str, port: int, reactor: Any) -> None:
         super().__init__(server_id, host, port, reactor)

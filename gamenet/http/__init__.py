@@ -20,7 +20,7 @@ from twisted.web.resource import IResource
 
 from ..config import ServerConfig
 from ..connector.listener import ListenError
-from ..connector.tls import server_context
+from ..connector.tls import certificate_problem, server_context
 from ..connector.web import SiteListener
 from ._limits import Limits, LimitedSite
 from ._patterns import Pattern, parse
@@ -85,6 +85,7 @@ class HttpService(SiteListener):
 
     name = "http"
     what = "serve HTTP"
+    key = "http_port"
 
     def __init__(self, server: ServerConfig, resource: IResource, reactor: Any) -> None:
         super().__init__(server.id, server.http.host or server.host, server.http.port, reactor)
@@ -98,8 +99,8 @@ class HttpService(SiteListener):
         try:
             return server_context(options.tls_cert, options.tls_key)
         except (OSError, ValueError) as e:
-            raise ListenError(f"{self.server.id}: cannot serve HTTPS with http_tls_cert {options.tls_cert}: {e}") \
-                from None
+            raise ListenError(certificate_problem(e, f"[server:{self.server.id}]", "http_tls_cert", "http_tls_key",
+                                                  options.tls_key)) from None
 
     def site(self) -> LimitedSite:
         options = self.server.http

@@ -47,6 +47,7 @@ class MetricsListener(SiteListener):
     """
 
     what = "serve metrics"
+    key = "metrics_port"
     path = "/metrics"
 
     def __init__(self, server_id: str, registry: CollectorRegistry, host: str, port: int, reactor: Any) -> None:
