@@ -261,6 +261,17 @@ class MasterProcess:
         with open(self.log_path, encoding="utf-8", errors="replace") as f:
             return f.read()
 
+    async def linked(self, server_ids: Iterable[str]) -> bool:
+        """
+        Whether every one of C{server_ids} has logged its node link to every
+        other one up: from then on every server routes to every other, and a
+        test's users do not meet the routing of a cluster still forming (two
+        servers holding one room for a moment, doc/channels.md).
+        """
+        log = self.log()
+        ids = list(server_ids)
+        return all(f"{a}: node link to {b} up" in log for a in ids for b in ids if a != b)
+
     def fail(self, text: str) -> NoReturn:
         """
         Fail the test with C{text} and the end of the master's log.

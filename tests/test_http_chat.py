@@ -150,6 +150,9 @@ class ChatApiProcessTests(TestCase):
             answer = await entering.addTimeout(10, reactor)
             return "users" in answer
 
+        servers = {key.split()[0][len("server:"):] for key in self.ports if key.startswith("server:")}
+        await eventually(lambda: self.master.linked(servers), START_TIMEOUT, "every node link up", self.master.fail,
+                         0.2)
         await eventually(entered, START_TIMEOUT, "a client in room lobby", self.master.fail, 0.2)
 
         async def announced() -> Any:
