@@ -16,6 +16,8 @@ except ImportError:  # pragma: no cover - not on Linux
     fcntl = None  # type: ignore[assignment]
 
 NPM_TIMEOUT = 180
+BROWSER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "browser")
+CHROMIUM = "/usr/bin/chromium"
 
 
 def node_tools(purpose: str) -> tuple[str, str]:
@@ -66,3 +68,22 @@ def install(project: str, npm: str, env: dict[str, str] | None = None) -> None:
             raise RuntimeError(
                 f"{' '.join(command)} in {project} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}"
             )
+
+
+def browser_node(purpose: str) -> str:
+    """
+    The C{node} that runs the browser drivers of C{tests/browser}, once
+    Debian's Chromium is found and the drivers' packages are installed
+    (without a browser download of their own).
+
+    @param purpose: what needs them, for the error message.
+    @raise RuntimeError: node, npm or Chromium is missing, or npm failed.
+    """
+    node, npm = node_tools(purpose)
+    if not os.access(CHROMIUM, os.X_OK):
+        raise RuntimeError(
+            f"{CHROMIUM} not found: {purpose} drives Debian's Chromium; "
+            "install it with `apt-get install chromium` (scripts/test does)"
+        )
+    install(BROWSER, npm, dict(os.environ, PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD="1"))
+    return node

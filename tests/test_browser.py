@@ -32,14 +32,12 @@ from twisted.trial.unittest import TestCase
 from gamenet.plugins import discover
 from gamenet.testing import backend, cluster_config, free_ports, frontend, start_server
 
-from ._node import install, node_tools
+from ._node import BROWSER, browser_node
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-BROWSER = os.path.join(HERE, "browser")
 SCRIPT = os.path.join(BROWSER, "chat.js")
 WEB_ROOT = os.path.join(os.path.dirname(HERE), "examples", "chat", "web")
 PROTOS = os.path.join(os.path.dirname(HERE), "examples", "chat", "config")
-CHROMIUM = "/usr/bin/chromium"
 DRIVER_TIMEOUT = 90
 LINK_TIMEOUT = 15
 
@@ -90,13 +88,7 @@ class ChatPageTests(TestCase):
 
     async def setUp(self) -> None:
         try:
-            self.node, npm = node_tools("the browser test (tests/browser/chat.js)")
-            if not os.access(CHROMIUM, os.X_OK):
-                raise RuntimeError(
-                    f"{CHROMIUM} not found: the browser test drives Debian's Chromium; "
-                    "install it with `apt-get install chromium` (scripts/test does)"
-                )
-            install(BROWSER, npm, dict(os.environ, PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD="1"))
+            self.node = browser_node("the browser test (tests/browser/chat.js)")
         except RuntimeError as e:
             self.fail(str(e))
         gate, c1, c2, web, *nodes = free_ports(9)

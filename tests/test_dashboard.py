@@ -39,15 +39,12 @@ from gamenet.admin._api import DASHBOARD, AdminApi
 from gamenet.client import Client
 from gamenet.testing import FakeFleet, free_ports, server_record
 
-from ._node import install, node_tools
+from ._node import BROWSER, browser_node, node_tools
 from ._processes import CHAT_EXAMPLE, MasterProcess, accepts, cluster_section, server_section
 
 log = Logger()
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-BROWSER = os.path.join(HERE, "browser")
 DRIVER = os.path.join(BROWSER, "dashboard.js")
-CHROMIUM = "/usr/bin/chromium"
 COMMAND_TIMEOUT = 60
 TOKEN = "dashboard-token"
 
@@ -207,13 +204,7 @@ class BrowserTestCase(TestCase):
 
     def start_driver(self) -> None:
         try:
-            self.node, npm = node_tools("the dashboard test (tests/browser/dashboard.js)")
-            if not os.access(CHROMIUM, os.X_OK):
-                raise RuntimeError(
-                    f"{CHROMIUM} not found: the dashboard test drives Debian's Chromium; "
-                    "install it with `apt-get install chromium` (scripts/test does)"
-                )
-            install(BROWSER, npm, dict(os.environ, PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD="1"))
+            self.node = browser_node("the dashboard test (tests/browser/dashboard.js)")
         except RuntimeError as e:
             self.fail(str(e))
         self.shots = os.path.abspath(self.mktemp())
