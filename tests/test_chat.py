@@ -216,6 +216,21 @@ class ChatTests(ChatClusterMixin, SynchronousTestCase):
         self.assertEqual(self.request(gate, "gate.gateHandler.queryEntry", {}), {"code": 500})
         self.assertEqual(self.request(gate, "gate.gateHandler.queryEntry", {"uid": ""}), {"code": 500})
 
+    def test_gateFollowsAvailability(self):
+        """
+        With one connector down the gate sends every name to the other; with
+        no link up to any connector (the gate has just started) it picks
+        among every connector of the cluster, as the demo does, rather than
+        answering 500.
+        """
+        names = [f"user{n}" for n in range(8)]
+        self.cluster.kill("connector-2")
+        self.assertEqual({self.query_entry(name) for name in names}, {"connector-1"})
+        self.cluster.kill("connector-1")
+        connectors = sorted((self.cluster.apps[i].server for i in CONNECTORS), key=lambda server: server.id)
+        self.assertEqual([self.query_entry(name) for name in names],
+                         [dispatch(name, connectors).id for name in names])
+
     def test_conversation(self):
         """
         Entering answers the names in the room in join order; every user gets

@@ -24,8 +24,11 @@ class GateHandler(Handler):
         """
         uid = msg.get("uid") if isinstance(msg, dict) else None
         # The connectors that take clients now (a stopped or draining one
-        # does not), by id, so that every gate picks the same one for a uid.
-        connectors = self.app.node.available("connector")
+        # does not), by id, so that every gate picks the same one for a uid;
+        # while the gate has no link up to any (it has just started), every
+        # connector of the cluster, as the demo does.
+        connectors = self.app.node.available("connector") or sorted(
+            self.app.servers_by_type("connector"), key=lambda server: server.id)
         if not uid or not connectors:
             return {"code": 500}
         chosen = dispatch(str(uid), connectors)
