@@ -69,8 +69,6 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from twisted.application.service import Service
-from twisted.internet import endpoints
-from twisted.internet.abstract import isIPAddress, isIPv6Address
 from twisted.internet.defer import Deferred, DeferredList
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
@@ -159,14 +157,6 @@ def _text_of(value: Any) -> str:
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
 
 
-def _endpoint(reactor: Any, host: str, port: int, timeout: float) -> Any:
-    if isIPAddress(host):
-        return endpoints.TCP4ClientEndpoint(reactor, host, port, timeout=timeout)
-    if isIPv6Address(host):
-        return endpoints.TCP6ClientEndpoint(reactor, host, port, timeout=timeout)
-    return endpoints.HostnameEndpoint(reactor, host, port, timeout=timeout)
-
-
 def _subscriber_protocol() -> Any:
     import txredisapi
 
@@ -247,20 +237,11 @@ class RedisDiscovery(Service):
     # Connections
 
     def _factory(self, protocol: Any = None, dbid: int | None = None) -> Any:
-        import txredisapi
-
-        cluster = self.app.cluster
-        factory = txredisapi.RedisFactory(
-            f"{cluster.redis_host}:{cluster.redis_port}", dbid, 1, isLazy=True,
-            password=cluster.redis_password or None, convertNumbers=False,
-        )
-        if protocol is not None:
-            factory.protocol = protocol
         # Reconnect well within the registration's lifetime.
+        factory = redis.factory(self.app.cluster, self.reactor, dbid=dbid, protocol=protocol)
         factory.maxDelay = min(factory.maxDelay, self.ttl / 3)
         factory.initialDelay = min(factory.initialDelay, self.ttl / 6)
         factory.discovery = self
-        factory.startConnecting(_endpoint(self.reactor, cluster.redis_host, cluster.redis_port, self.timeout))
         self._factories.append(factory)
         return factory
 
