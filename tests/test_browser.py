@@ -3,8 +3,9 @@ The chat example's web page (C{examples/chat/web}) in a real browser: the whole
 chat cluster (a gate serving the page, two connectors, two chat servers) runs
 in this process on loopback sockets, and C{tests/browser/chat.js} drives
 Debian's Chromium through C{playwright-core} against it: two users join a
-room, talk to everyone and privately, a duplicate name is refused, and a
-leave is shown.
+room, talk to everyone and privately, one's WebSocket is killed here and
+its page resumes the session, a duplicate name is refused, and a leave is
+shown.
 
 The Node dependency is installed into C{tests/browser/node_modules} with
 C{npm ci} the first time the test runs; playwright-core downloads no browser.
@@ -43,18 +44,22 @@ LINK_TIMEOUT = 15
 
 CHECKS = [
     "browser", "page", "codec", "validation", "login ann", "members", "join notice",
-    "broadcast", "private", "heartbeat", "duplicate", "leave", "page errors",
+    "broadcast", "private", "heartbeat", "resume", "duplicate", "leave", "page errors",
 ]
 
 
 class _Driver(ProcessProtocol):
     """
-    Collects a child's output; kills it after C{timeout} seconds.
+    Collects a child's output; kills it after C{timeout} seconds. A line
+    C{{"request": ...}} it prints is given to C{answer}, whose answer is
+    written back as a line on its stdin.
 
     @ivar done: fires with C{(stdout, stderr, exit code or None when killed)}.
     """
 
-    def __init__(self, timeout: float) -> None:
+    def __init__(self, timeout: float, answer: Any = None) -> None:
+        self.answer = answer
+        self._line = b""
         self.out: list[bytes] = []
         self.err: list[bytes] = []
         self.done: Deferred[tuple[str, str, int | None]] = Deferred()
@@ -67,6 +72,10 @@ class _Driver(ProcessProtocol):
 
     def outReceived(self, data: bytes) -> None:
         self.out.append(data)
+        *lines, self._line = (self._line + data).split(b"\n")
+        for line in lines:
+            if line.startswith(b'{"request"') and self.answer is not None:
+                self.transport.write(self.answer(json.loads(line)).encode("utf-8") + b"\n")
 
     def errReceived(self, data: bytes) -> None:
         self.err.append(data)
@@ -129,16 +138,18 @@ class ChatPageTests(TestCase):
         """
         shots = os.path.abspath(self.mktemp())
         url = f"http://127.0.0.1:{self.web_port}/?gate=127.0.0.1:{self.gate_port}"
-        driver = _Driver(DRIVER_TIMEOUT)
+        driver = _Driver(DRIVER_TIMEOUT, self.answer)
         reactor.spawnProcess(driver, self.node, [self.node, SCRIPT, url, shots, *flags], env=dict(os.environ),
                              path=BROWSER)
         out, err, code = await driver.done
         checks = []
         for line in out.splitlines():
             try:
-                checks.append(json.loads(line))
+                parsed = json.loads(line)
             except ValueError:
-                pass
+                continue
+            if isinstance(parsed, dict) and "check" in parsed:
+                checks.append(parsed)
         if code != 0:
             failed = [c for c in checks if not c.get("ok")]
             shot_paths = [p for c in checks if c.get("check") == "screenshots" for p in c.get("paths", [])]
@@ -149,6 +160,20 @@ class ChatPageTests(TestCase):
             )
         return checks, shots
 
+    def answer(self, request: dict[str, Any]) -> str:
+        """
+        Do what the driver asks: C{drop} resets the connection of the
+        session of C{user} on its connector, as a network that dies does
+        (the server sees no close).
+        """
+        if request.get("request") != "drop":
+            return f"unknown request {request!r}"
+        sessions = [s for app in self.apps if app.sessions is not None for s in app.sessions.get_by_uid(request["user"])]
+        if len(sessions) != 1:
+            return f"{len(sessions)} sessions of {request['user']}"
+        sessions[0]._link.link.abort()
+        return "dropped"
+
     async def test_chat(self) -> None:
         """
         Every check of the driver passes, in order: the page loads, the client
@@ -157,7 +182,9 @@ class ChatPageTests(TestCase):
         the page, ann and bob see each other in the member list and a join
         notice, a message to everyone reaches both, bob's private message
         reaches ann marked private (and is echoed to bob), both pages keep
-        their connections with heartbeats (1 s here), a second ann is
+        their connections with heartbeats (1 s here), ann's WebSocket
+        reset here shows her page reconnecting and the three messages bob
+        sent meanwhile appear once it has resumed, in order, a second ann is
         refused with a visible error, and bob's leave reaches ann's page.
         """
         # The chat example's protobuf schemas are on, as in etc/cluster.ini:

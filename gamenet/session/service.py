@@ -15,6 +15,7 @@ from .session import ClientLink, Session
 
 if TYPE_CHECKING:
     from ..interfaces import ISessionLearner
+    from .suspend import Resumer
 
 log = Logger()
 
@@ -27,10 +28,15 @@ class SessionService:
         this frontend holds kicks that older session with reason C{"replaced"}.
     @ivar learners: told of every session that opens and closes.
     @ivar keeper: stores bound sessions' settings, when the cluster has storage.
+    @ivar unique: with C{unique_session = cluster}, the
+        L{UniqueSessions <gamenet.session.unique.UniqueSessions>} every bind
+        goes through; C{None} otherwise.
     @ivar encode_push: set by the connector: encodes a push once for many
         sessions, or returns C{None} when send hooks apply to the route.
     @ivar emit: called as C{emit(event, *args)} for C{bind_session},
-        C{unbind_session} and C{close_session}.
+        C{unbind_session}, C{close_session} and C{resume_session}.
+    @ivar resumer: suspends dropped sessions and resumes them (see
+        L{gamenet.session.suspend}), when the frontend is wired; else C{None}.
     """
 
     def __init__(
@@ -48,6 +54,8 @@ class SessionService:
         self._ids = itertools.count(1)
         self.encode_push: Callable[[str, Any], bytes | None] | None = None
         self.keeper: SettingsKeeper | None = None
+        self.unique: Any = None
+        self.resumer: Resumer | None = None
 
     def __len__(self) -> int:
         return len(self._sessions)
@@ -77,12 +85,22 @@ class SessionService:
 
     def closed(self, session: Session, reason: str) -> None:
         """
-        The session's connection closed: forget it and tell everyone.
+        The session's connection closed: suspend it when it can be resumed,
+        else end it: forget it and tell everyone.
         """
+        if self._sessions.get(session.id) is not session:
+            return
+        if self.resumer is not None and self.resumer.suspend(session, reason):
+            return
+        self._end(session, reason)
+
+    def _end(self, session: Session, reason: str) -> None:
         if self._sessions.pop(session.id, None) is None:
             return
         if session.uid is not None:
             self._forget_uid(session)
+        if self.resumer is not None:
+            self.resumer.ended(session)
         session._closed(reason)
         for learner in self.learners:
             try:
@@ -90,6 +108,38 @@ class SessionService:
             except Exception:
                 log.failure("session learner {learner!r} failed on disconnect", learner=learner)
         self.emit("close_session", session, reason)
+
+    def _adopt(self, uid: str, make_link: Callable[[Session], ClientLink]) -> Session:
+        """
+        A session of C{uid} arriving from another frontend, with the link
+        C{make_link} gives it until its connection is attached; learners
+        are not told (it is not a new session).
+        """
+        session = Session(next(self._ids), self.frontend_id, None, self)  # type: ignore[arg-type]
+        session._link = make_link(session)
+        session.uid = uid
+        self._sessions[session.id] = session
+        self._by_uid.setdefault(uid, []).append(session)
+        return session
+
+    def _discard(self, session: Session) -> None:
+        """
+        Forget an adopted session that did not arrive, silently.
+        """
+        self._leave(session, "not resumed")
+
+    def _leave(self, session: Session, reason: str = "resumed elsewhere") -> None:
+        """
+        Forget a session that goes on elsewhere: no close callback, learner
+        or C{close_session} is told (it has not ended).
+        """
+        if self._sessions.pop(session.id, None) is None:
+            return
+        if session.uid is not None:
+            self._forget_uid(session)
+        session._close_callbacks.clear()
+        session.closed = True
+        session.close_reason = reason
 
     def get(self, session_id: int) -> Session | None:
         """
@@ -155,11 +205,18 @@ class SessionService:
         return [session for session in sessions if not session._link.write(data)]
 
     def _bind(self, session: Session, uid: str) -> Deferred[None]:
+        if self.unique is not None:
+            return self.unique.bind(session, uid)
         if self.single_session:
             for other in self.get_by_uid(uid):
                 other.kick("replaced")
+        return self._bound(session, uid)
+
+    def _bound(self, session: Session, uid: str) -> Deferred[None]:
         session.uid = uid
         self._by_uid.setdefault(uid, []).append(session)
+        if self.resumer is not None:
+            self.resumer.bound(session)
         return Deferred.fromCoroutine(self._restore(session, uid))
 
     async def _restore(self, session: Session, uid: str) -> None:
@@ -172,10 +229,14 @@ class SessionService:
         assert uid is not None
         self._forget_uid(session)
         session.uid = None
+        if self.resumer is not None:
+            self.resumer.ended(session, "the session was unbound")
         self.emit("unbind_session", session, uid)
         return self.keeper.forget(session, uid) if self.keeper is not None else succeed(None)
 
     def _forget_uid(self, session: Session) -> None:
+        if self.unique is not None:
+            self.unique.released(session)
         sessions = self._by_uid.get(session.uid, [])  # type: ignore[arg-type]
         if session in sessions:
             sessions.remove(session)

@@ -63,12 +63,17 @@ class Session:
     @ivar user_data: values that never leave this frontend (mqant's C{GetUserData}).
     @ivar remote_address: the client's C{(host, port)}.
     @ivar transport: C{"websocket"}, C{"tcp"}, with C{"+tls"} when encrypted.
-    @ivar closed: whether the connection has closed.
+    @ivar closed: whether the session has ended.
+    @ivar resumable: whether its client asked for resume in its handshake
+        (see L{gamenet.session.suspend}).
+    @ivar resume_token: while bound, the token that resumes it once
+        (C{None} when unbound); sent to a client that asked for resume.
     """
 
     __slots__ = (
         "id", "frontend_id", "uid", "settings", "user_data", "remote_address",
         "transport", "closed", "close_reason", "_link", "_service", "_close_callbacks",
+        "resumable", "resume_token",
     )
 
     def __init__(
@@ -92,6 +97,8 @@ class Session:
         self._link = link
         self._service = service
         self._close_callbacks: list[Callable[[Session, str], Any]] = []
+        self.resumable = False
+        self.resume_token: str | None = None
 
     def __repr__(self) -> str:
         return f"<Session {self.id} uid={self.uid!r} on {self.frontend_id}>"
@@ -227,8 +234,10 @@ class Session:
 
     def on_close(self, callback: Callable[[Session, str], Any]) -> None:
         """
-        Call C{callback(session, reason)} when the connection closes; at once
-        if it has.
+        Call C{callback(session, reason)} when the session ends; at once if
+        it has. A session suspended for resume ends when its window passes;
+        one resumed on another frontend does not end here, and its callbacks
+        stay here: set them again from C{resume_session} (see C{doc/sessions.md}).
         """
         if self.closed:
             callback(self, self.close_reason)

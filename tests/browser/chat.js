@@ -5,8 +5,10 @@
 //
 // Two users, "ann" and "bob", join room "r1" from two browser contexts; ann
 // talks to everyone, bob whispers to ann, both keep their connections alive
-// with heartbeats (the cluster should use a heartbeat of 1-3 s), a second
-// "ann" is refused, bob leaves. Prints one JSON line per check:
+// with heartbeats (the cluster should use a heartbeat of 1-3 s), ann's
+// WebSocket is killed by the test (the driver prints {"request": "drop",
+// "user": "ann"} and waits for a line on stdin) and her page resumes while
+// bob talks, a second "ann" is refused, bob leaves. Prints one JSON line per check:
 // {"check", "ok", ...details}. Stops at the first failed check, saves a
 // screenshot of every open page into SCREENSHOT_DIR and exits 1; exits 2 past
 // the 60-second deadline. With --screenshots, also saves the pages after the
@@ -123,6 +125,18 @@ async function waitFor(label, what, predicate, errorExpected = false) {
 async function open(label) {
   const context = await browser.newContext();
   await context.addInitScript(() => {
+    // While __blockSockets is set, a new WebSocket fails at once, as when
+    // the network is down (a fake: a real failed socket logs a console error).
+    const Native = WebSocket;
+    window.__blockSockets = false;
+    window.WebSocket = function (url, protocols) {
+      if (!window.__blockSockets) return new Native(url, protocols);
+      const fake = { readyState: Native.CONNECTING, send() {}, close() { fake.readyState = Native.CLOSED; } };
+      setTimeout(() => { fake.readyState = Native.CLOSED; if (fake.onerror) fake.onerror(new Event("error")); }, 20);
+      return fake;
+    };
+    for (const key of ["CONNECTING", "OPEN", "CLOSING", "CLOSED"]) window.WebSocket[key] = Native[key];
+    window.WebSocket.prototype = Native.prototype;
     // Count the packages the page sends, by type byte.
     window.__packagesSent = [];
     const send = WebSocket.prototype.send;
@@ -162,6 +176,22 @@ async function say(label, target, text) {
 }
 
 const messages = (shown) => shown.log.filter((e) => e.kind === "message");
+
+// Lines the test writes on stdin, in answer to requests.
+const answers = [];
+let answered = null;
+process.stdin.setEncoding("utf8");
+process.stdin.on("data", (chunk) => {
+  for (const line of chunk.split("\n")) if (line.trim()) answers.push(line.trim());
+  if (answered && answers.length) { answered(); answered = null; }
+});
+
+/** Ask the test to do something (one JSON line); resolves with its answer line. */
+async function ask(request) {
+  console.log(JSON.stringify(request));
+  while (!answers.length) await new Promise((resolve) => { answered = resolve; });
+  return answers.shift();
+}
 const sameSet = (a, b) => a.length === b.length && a.every((x) => b.includes(x));
 
 async function main() {
@@ -272,6 +302,35 @@ async function main() {
     await waitFor("ann", "ann's message after the heartbeats", seen);
     await waitFor("bob", "ann's message after the heartbeats", seen);
     return { ann: ann.heartbeatsSent, bob: bob.heartbeatsSent };
+  });
+
+  await check("resume", async () => {
+    const ann = pages.get("ann");
+    await ann.evaluate(() => { window.__blockSockets = true; });
+    const answer = await ask({ request: "drop", user: "ann*r1" });
+    if (answer !== "dropped") throw new CheckFailed(`the test did not drop ann's socket: ${answer}`);
+    const away = await waitFor("ann", "that it is reconnecting",
+      (s) => /reconnecting/.test(s.status) && s.log.some((e) => e.kind === "system" && /reconnecting/.test(e.text)));
+    const texts = ["while away 1", "while away 2", "while away 3"];
+    for (const text of texts) {
+      await say("bob", "*", text);
+      await waitFor("bob", `bob's ${text}`, (s) => messages(s).some((m) => m.text === text));
+    }
+    const before = messages(await snapshot(ann)).filter((m) => texts.includes(m.text));
+    if (before.length) throw new CheckFailed("ann's page got messages while away", { before });
+    await ann.evaluate(() => { window.__blockSockets = false; });
+    const back = await waitFor("ann", "the three messages after the resume",
+      (s) => /ann in room r1/.test(s.status) && messages(s).filter((m) => texts.includes(m.text)).length >= 3);
+    const got = messages(back).filter((m) => texts.includes(m.text)).map((m) => m.text);
+    if (JSON.stringify(got) !== JSON.stringify(texts)) throw new CheckFailed("not in order, once", { got });
+    await say("ann", "*", "back again");
+    const seen = (s) => messages(s).some((m) => m.from === "ann" && m.text === "back again");
+    await waitFor("bob", "ann's message after the resume", seen);
+    const bob = await snapshot(pages.get("bob"));
+    if (!sameSet(bob.users, ["*", "ann", "bob"]) || bob.log.some((e) => e.kind === "leave")) {
+      throw new CheckFailed("bob saw ann leave", { bob });
+    }
+    return { away: away.status, got, notices: back.log.filter((e) => e.kind === "system").map((e) => e.text) };
   });
 
   await check("duplicate", async () => {

@@ -5,11 +5,12 @@ route used by the benchmarks.
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 from twisted.logger import Logger
 
-from gamenet import Handler, handler, route_handler
+from gamenet import Handler, configure, handler, route_handler
 
 log = Logger()
 
@@ -35,16 +36,29 @@ class EntryHandler(Handler):
         await session.bind(uid)
         session.set("rid", rid)
         await session.push("rid")
-        session.on_close(self._left)
+        session.on_close(partial(left, self.app))
         users = await self.app.rpc.chat.chatRemote.add(session, uid, self.app.get("serverId"), rid)
         return {"users": users}
 
-    def _left(self, session: Any, reason: str) -> None:
-        if session.uid is None:
-            return
-        d = self.app.rpc.chat.chatRemote.kick(session, session.uid, self.app.server_id, session.get("rid"))
-        d.addErrback(lambda f: log.warn("{uid} left, but the chat server was not told: {error}",
-                                        uid=session.uid, error=f.getErrorMessage()))
+
+def left(app: Any, session: Any, reason: str) -> None:
+    """
+    A user's session ended: take it out of its room. A session resumed on
+    another connector ends there, so it is set again there (L{resumed}).
+    """
+    if session.uid is None:
+        return
+    d = app.rpc.chat.chatRemote.kick(session, session.uid, app.server_id, session.get("rid"))
+    d.addErrback(lambda f: log.warn("{uid} left, but the chat server was not told: {error}",
+                                    uid=session.uid, error=f.getErrorMessage()))
+
+
+def resumed(app: Any) -> None:
+    """
+    A session resumed here from another connector (its room membership
+    moved with it) leaves its room when it ends here.
+    """
+    app.on("resume_session", lambda session, frontend_id, session_id: session.on_close(partial(left, app)))
 
 
 def echo(msg: Any, session: Any) -> Any:
@@ -55,4 +69,5 @@ def echo(msg: Any, session: Any) -> Any:
 
 
 entry = handler(EntryHandler, "connector")
+resume = configure(resumed, "connector")
 echo_route = route_handler("connector.echoHandler.echo", echo)

@@ -140,6 +140,22 @@ function showLogin(error = "") {
 
 // The flow
 
+/** Ask the gate which connector to use: {host, port}. */
+async function queryEntry(name, announce = true) {
+  const gate = new GamenetClient();
+  const address = gateAddress();
+  if (announce) setStatus(`asking the gate ${address.host}:${address.port}`);
+  await gate.connect(address);
+  let entry;
+  try {
+    entry = await gate.request("gate.gateHandler.queryEntry", { uid: name });
+  } finally {
+    gate.close();
+  }
+  if (!entry || entry.code !== 200) throw new Error("No chat server is available.");
+  return entry;
+}
+
 async function login(event) {
   event.preventDefault();
   const name = $("name").value.trim();
@@ -149,17 +165,7 @@ async function login(event) {
   showError("");
   $("login").disabled = true;
   try {
-    const gate = new GamenetClient();
-    const address = gateAddress();
-    setStatus(`asking the gate ${address.host}:${address.port}`);
-    await gate.connect(address);
-    let entry;
-    try {
-      entry = await gate.request("gate.gateHandler.queryEntry", { uid: name });
-    } finally {
-      gate.close();
-    }
-    if (!entry || entry.code !== 200) throw new Error("No chat server is available.");
+    const entry = await queryEntry(name);
 
     setStatus(`entering room ${room} on ${entry.host}:${entry.port}`);
     const client = new GamenetClient();
@@ -167,13 +173,25 @@ async function login(event) {
     client.on("onAdd", onAdd);
     client.on("onLeave", onLeave);
     client.onKick((reason) => addNotice("system", `The server disconnected you: ${reason}.`));
+    client.onReconnecting(() => {
+      if (state.client !== client) return;
+      setStatus("reconnecting…");
+      addNotice("system", "Connection lost: reconnecting…");
+    });
+    client.onResumed(() => {
+      if (state.client !== client) return;
+      setStatus(`${state.name} in room ${state.room}`);
+      addNotice("system", "Reconnected.");
+    });
     client.onClose((info) => {
       if (state.client !== client) return;
       state.client = null;
       setStatus("not connected");
       if (!state.leaving) showLogin(`Connection lost (${info.reason}). Join again.`);
     });
-    await client.connect({ host: entry.host, port: entry.port });
+    // Resume on the connector the gate names then (any connector takes it).
+    client.resumeTo = () => queryEntry(name, false);
+    await client.connect({ host: entry.host, port: entry.port, resume: true });
     const answer = await client.request("connector.entryHandler.enter", { username: name, rid: room });
     if (!answer || answer.error || !Array.isArray(answer.users)) {
       client.close();

@@ -32,6 +32,17 @@
  * and the connection is closed if nothing arrives for 2 x heartbeat.
  * onClose listeners run once per connection with {code, reason, wasClean}.
  *
+ * Resume (doc/sessions.md): connect({..., resume: true}) asks the server for
+ * resume tokens (it pushes one, route "gamenet.resume", once the session is
+ * bound; kept in client.resumeToken, not given to listeners). When the
+ * socket then drops (not close(), not a kick), onReconnecting listeners run,
+ * and the client connects again to the same place (or where
+ * resumeTo() says) presenting the token, trying every second for 30 s:
+ * onResumed listeners run once the session is back, with the pushes sent
+ * meanwhile delivered after it, in order. Requests in flight are rejected.
+ * When the server refuses the resume, onClose listeners run with code 4410
+ * and the reason: log in again.
+ *
  * Wire format: package = type (1 B) | body length (3 B, big-endian) | body;
  * message = flag (1 B) | [id varint] | [route] | body.
  */
@@ -161,11 +172,19 @@ export class GamenetClient {
     this._deadTimer = null;
     this._kicked = null;
     this._connecting = null;  // connect()'s reject, until the handshake is done
+    this.resumeToken = null;   // with resume: the session's current token
+    this.resumeTo = null;      // with resume: () => ({host, port, secure}) or a promise of it
+    this._target = null;       // where connect() went, and its user data
+    this._resuming = false;    // between a drop and the end of the resume
+    this._reconnecting = [];
+    this._resumed = [];
   }
 
   /** Open the socket and shake hands; resolves with the handshake's sys. */
-  connect({ host, port, secure = false, user } = {}) {
+  connect({ host, port, secure = false, user, resume = false } = {}) {
     if (this.socket) return Promise.reject(new Error("already connected"));
+    if (resume) user = { ...(user || {}), resume: true };
+    this._target = { host, port, secure, user, resume };
     return new Promise((resolve, reject) => {
       const ws = new WebSocket(`${secure ? "wss" : "ws"}://${host}:${port}/`);
       ws.binaryType = "arraybuffer";
@@ -178,6 +197,7 @@ export class GamenetClient {
           return;
         }
         this._connecting = null;
+        if (answer.user && typeof answer.user.token === "string") this.resumeToken = answer.user.token;
         const sys = answer.sys || {};
         this.heartbeat = sys.heartbeat || 0;
         if (sys.dict) {
@@ -200,6 +220,10 @@ export class GamenetClient {
       ws.onmessage = (event) => this._receive(event.data);
       ws.onerror = () => { if (this._connecting) this._shutdown(1006, `cannot connect to ${host}:${port}`); };
       ws.onclose = (event) => {
+        if (this._target.resume && this.resumeToken && !this._kicked && !this._connecting && !this._resuming) {
+          this._reconnect(event);
+          return;
+        }
         const why = this._kicked ? `kicked: ${this._kicked}` : event.reason || "closed by the server";
         this._shutdown(event.code, why, event.wasClean);
       };
@@ -252,8 +276,46 @@ export class GamenetClient {
   /** Call fn({code, reason, wasClean}) when the connection ends, whichever side ends it. */
   onClose(fn) { this._close.push(fn); return this; }
 
+  /** Call fn({code}) when the connection dropped and the client resumes. */
+  onReconnecting(fn) { this._reconnecting.push(fn); return this; }
+
+  /** Call fn() once the session is resumed. */
+  onResumed(fn) { this._resumed.push(fn); return this; }
+
   /** Close the connection. */
-  close() { this._shutdown(1000, "closed by the client", true); }
+  close() {
+    this._target = { ...(this._target || {}), resume: false };
+    this._resuming = false;
+    this._shutdown(1000, "closed by the client", true);
+  }
+
+  async _reconnect(event) {
+    this._resuming = true;
+    this._shutdown(event.code, "connection lost; resuming", false);
+    this._emit(this._reconnecting, { code: event.code });
+    const deadline = Date.now() + 30000;
+    const target = this._target;
+    let reason = "cannot reconnect";
+    while (this._resuming) {
+      try {
+        const place = this.resumeTo ? await this.resumeTo() : target;
+        if (!this._resuming) return;  // closed meanwhile
+        await this.connect({ ...place, user: { ...(target.user || {}), resume: this.resumeToken } });
+        this._target = target;
+        this._resuming = false;
+        this._emit(this._resumed);
+        return;
+      } catch (e) {
+        this._target = target;
+        reason = e.message;
+        if (reason.startsWith("handshake refused") || Date.now() > deadline) break;
+        await new Promise((resolve) => setTimeout(resolve, 1000));
+      }
+    }
+    if (!this._resuming) return;  // closed meanwhile
+    this._resuming = false;
+    this._emit(this._close, { code: 4410, reason: `resume failed: ${reason}`, wasClean: false });
+  }
 
   _open() { return this.socket !== null && this.socket.readyState === WebSocket.OPEN; }
 
@@ -320,6 +382,10 @@ export class GamenetClient {
       this._pending.delete(message.id);
       pending.resolve(this._value(pending.route, message.body));
     } else if (message.type === MSG.PUSH) {
+      if (message.route === "gamenet.resume") {
+        this.resumeToken = (this._value(message.route, message.body) || {}).token || null;
+        return;
+      }
       this._emit(this._pushes.get(message.route) || [], this._value(message.route, message.body), message.route);
     }
   }
@@ -338,6 +404,6 @@ export class GamenetClient {
     this._connecting = null;
     for (const { route, reject } of this._pending.values()) reject(new Error(`${route}: connection closed (${reason})`));
     this._pending.clear();
-    this._emit(this._close, { code, reason, wasClean });
+    if (!this._resuming) this._emit(this._close, { code, reason, wasClean });
   }
 }
