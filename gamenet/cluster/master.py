@@ -7,11 +7,12 @@ It is a supervisor, not a message path: client traffic never passes through it.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import socket
 import sys
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 from twisted.application.service import MultiService, Service
 from twisted.cred.portal import IRealm, Portal
@@ -35,16 +36,37 @@ MASTER_ID = "master"
 PARENT_ENVIRONMENT = "GAMENET_MASTER_PID"
 
 
-def local_hosts() -> set[str]:
+def local_hosts(candidates: Iterable[str] = ()) -> set[str]:
     """
-    The names and addresses that mean this machine.
+    The names and addresses that mean this machine: loopback, its host name
+    and fully qualified name, the addresses the host name resolves to, and
+    those of C{candidates} that are IP addresses of this machine's
+    interfaces (see L{own_address}).
     """
     names = {"127.0.0.1", "localhost", "::1", "0.0.0.0", socket.gethostname(), socket.getfqdn()}
     try:
         names.update(info[4][0] for info in socket.getaddrinfo(socket.gethostname(), None))
     except OSError:
         pass
+    names.update(host for host in candidates if own_address(host))
     return names
+
+
+def own_address(host: str) -> bool:
+    """
+    Whether C{host} is an IP address of one of this machine's interfaces: one
+    that a socket can be bound to. A name is not looked up.
+    """
+    try:
+        family = socket.AF_INET6 if ipaddress.ip_address(host).version == 6 else socket.AF_INET
+    except ValueError:
+        return False
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        try:
+            s.bind((host, 0))
+        except OSError:
+            return False
+    return True
 
 
 def child_command(cluster: ClusterConfig, server: ServerConfig, env: str | None) -> list[str]:
@@ -265,7 +287,8 @@ class MasterService(MultiService):
         self.cluster = cluster
         self.up: dict[str, _MemberAvatar] = {}
         self.member_listeners: list[Callable[[str, bool], None]] = []
-        hosts = local_hosts() if hosts is None else hosts
+        if hosts is None:
+            hosts = local_hosts([*(server.host for server in cluster.servers), cluster.master_host])
         self.env = env
         self.local = [server for server in cluster.servers if server.host in hosts]
         self.membership_here = bool(cluster.master_port) and cluster.master_host in hosts
