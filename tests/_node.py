@@ -17,7 +17,11 @@ except ImportError:  # pragma: no cover - not on Linux
 
 NPM_TIMEOUT = 180
 BROWSER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "browser")
-CHROMIUM = "/usr/bin/chromium"
+REPO_SCRIPTS_TEST = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "scripts", "test")
+CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
+"""
+The names of Chromium on C{PATH} that C{scripts/test} accepts, in its order.
+"""
 
 
 def node_tools(purpose: str) -> tuple[str, str]:
@@ -70,20 +74,37 @@ def install(project: str, npm: str, env: dict[str, str] | None = None) -> None:
             )
 
 
+def chromium(environ: dict[str, str]) -> str | None:
+    """
+    The Chromium the browser drivers launch: C{$CHROMIUM} when set, else the
+    first of L{CHROMIUM_NAMES} on C{PATH}; C{None} when there is none.
+    """
+    if environ.get("CHROMIUM"):
+        return environ["CHROMIUM"] if os.access(environ["CHROMIUM"], os.X_OK) else None
+    for name in CHROMIUM_NAMES:
+        found = shutil.which(name, path=environ.get("PATH"))
+        if found is not None:
+            return found
+    return None
+
+
 def browser_node(purpose: str) -> str:
     """
     The C{node} that runs the browser drivers of C{tests/browser}, once
-    Debian's Chromium is found and the drivers' packages are installed
-    (without a browser download of their own).
+    Chromium is found (L{chromium}; the drivers, started with this process's
+    environment, get it as C{$CHROMIUM}) and the drivers' packages are
+    installed (without a browser download of their own).
 
     @param purpose: what needs them, for the error message.
     @raise RuntimeError: node, npm or Chromium is missing, or npm failed.
     """
     node, npm = node_tools(purpose)
-    if not os.access(CHROMIUM, os.X_OK):
+    browser = chromium(dict(os.environ))
+    if browser is None:
         raise RuntimeError(
-            f"{CHROMIUM} not found: {purpose} drives Debian's Chromium; "
+            f"no Chromium found ($CHROMIUM, or {', '.join(CHROMIUM_NAMES)} on PATH): {purpose} drives Chromium; "
             "install it with `apt-get install chromium` (scripts/test does)"
         )
+    os.environ["CHROMIUM"] = browser
     install(BROWSER, npm, dict(os.environ, PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD="1"))
     return node

@@ -128,27 +128,27 @@ def alive(pid: int) -> bool:
     return stat[stat.rindex(")") + 2:].split()[0] not in ("Z", "X")
 
 
-def cluster_section(name: str, master_port: int, **keys: object) -> str:
+def cluster_section(name: str, master_port: int, master_host: str = "127.0.0.1", **keys: object) -> str:
     """
     The C{[cluster]} section of a test's cluster file: C{name}, the secret
     C{<name>-secret}, this repository as the plugin path, the master on
-    127.0.0.1:C{master_port}, then C{keys} in their order (C{plugins} among
-    them; L{CHAT_EXAMPLE} has the chat example's).
+    C{master_host}:C{master_port}, then C{keys} in their order (C{plugins}
+    among them; L{CHAT_EXAMPLE} has the chat example's).
     """
     text = (f"[cluster]\nname = {name}\nsecret = {name}-secret\nplugin_path = {REPO}\n"
-            f"master_host = 127.0.0.1\nmaster_port = {master_port}\n")
+            f"master_host = {master_host}\nmaster_port = {master_port}\n")
     return text + "".join(f"{key} = {value}\n" for key, value in keys.items())
 
 
-def server_section(server: str, ports: dict[str, int]) -> str:
+def server_section(server: str, ports: dict[str, int], host: str = "127.0.0.1") -> str:
     """
-    The C{[server:<server>]} section of a server on 127.0.0.1 of the type its
+    The C{[server:<server>]} section of a server on C{host} of the type its
     id names (C{chat-2} is a C{chat}), with the node port
     C{ports["<server>.node"]}; with C{metrics_port} when C{ports} has
     C{<server>.metrics}, and a frontend with C{client_port} when it has
     C{<server>.client}.
     """
-    text = (f"\n[server:{server}]\ntype = {server.rsplit('-', 1)[0]}\nhost = 127.0.0.1\n"
+    text = (f"\n[server:{server}]\ntype = {server.rsplit('-', 1)[0]}\nhost = {host}\n"
             f"node_port = {ports[server + '.node']}\n")
     if server + ".metrics" in ports:
         text += f"metrics_port = {ports[server + '.metrics']}\n"
@@ -211,14 +211,18 @@ class MasterProcess:
         with open(self.config, "w", encoding="utf-8") as f:
             f.write(text)
 
-    def start(self, stop_timeout: float) -> None:
+    def start(self, stop_timeout: float, prefix: Iterable[str] = ()) -> None:
         """
         Start the master, and L{stop} it at the test's cleanup with
         C{stop_timeout}.
+
+        @param prefix: the start of its command line, before twistd: for
+            example C{ip netns exec NAME}, which runs it (as the same
+            process) in a network namespace.
         """
         with open(self.log_path, "wb") as out:
             self.process = subprocess.Popen(
-                [*twistd_command(), "-n", "--pidfile=", "gamenet", "--config", self.config],
+                [*prefix, *twistd_command(), "-n", "--pidfile=", "gamenet", "--config", self.config],
                 cwd=self.directory, env=environ(), stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
             )
         self.test.addCleanup(self.stop, stop_timeout)

@@ -85,6 +85,19 @@ class BenchScriptTests(TestCase):
         self.assertTrue(all(row["requests_per_second"] > 0 and row["errors"] == {} for row in tcp["rows"]), text)
         self.assertIn("gamenet with protobuf bodies / JSON: CPU per request", text)
 
+    async def test_echoAgainst(self):
+        """
+        With C{--against}, the echo benchmark measures gamenet against the
+        gamenet of another work tree (here this one).
+        """
+        code, document, text = await run_script(self, "echo", "--against", REPO, "--transport", "tcp", "--clients", 4,
+                                                "--workers", 1, "--seconds", 1)
+        self.assertEqual(code, 0, text)
+        tcp = document["transports"]["tcp"]
+        self.assertEqual([row["server"] for row in tcp["rows"]], ["gamenet-before", "gamenet"])
+        self.assertTrue(all(row["requests_per_second"] > 0 and row["errors"] == {} for row in tcp["rows"]), text)
+        self.assertIn("gamenet / gamenet-before: CPU per request", text)
+
     async def test_idle(self):
         """
         The idle benchmark holds every connection on both servers through a
@@ -127,3 +140,65 @@ class BenchScriptTests(TestCase):
         self.assertEqual(row["missing"], 0, text)
         self.assertEqual(row["deliveries"], row["pushes"] * 10)
         self.assertIsNotNone(document["target"]["last_p50_ms"])
+
+    async def test_storage(self):
+        """
+        The storage benchmark writes every session's settings through Redis
+        (its own private redis-server) and through memory, without errors
+        or wrong reads, and computes their ratio.
+        """
+        code, document, text = await run_script(self, "storage", "--sessions", 20, "--writes", 5, "--seconds", 5)
+        self.assertEqual(code, 0, text)
+        self.assertEqual(set(document["rows"]), {"memory", "redis"})
+        for row in document["rows"].values():
+            self.assertEqual((row["done"], row["errors"], row["wrong"]), (100, 0, 0), text)
+            self.assertGreater(row["rate"], 0)
+        self.assertGreater(document["memory_over_redis"], 0)
+        self.assertIn("memory / redis:", text)
+
+    async def test_httpEcho(self):
+        """
+        The HTTP benchmark drives a bare twisted.web resource and gamenet's
+        HTTP front, every answer right, and computes their CPU ratio.
+        """
+        code, document, text = await run_script(self, "http_echo", "--connections", 4, "--seconds", 1)
+        self.assertEqual(code, 0, text)
+        self.assertEqual([row["server"] for row in document["rows"]], ["bare twisted.web", "gamenet"])
+        for row in document["rows"]:
+            self.assertGreater(row["requests"], 0, text)
+            self.assertEqual(row["wrong"], 0, text)
+        self.assertGreater(document["cpu_ratio"], 0)
+        self.assertIn("gamenet/bare CPU per request:", text)
+
+
+class SuiteTests(TestCase):
+    """
+    C{bench/suite.py --quick}, on two of its benchmarks (each of the others
+    has its own test above).
+    """
+
+    timeout = 300
+
+    async def test_quick(self):
+        """
+        The suite runs each benchmark asked for, keeps its output and
+        figures in the output directory, prints the targets of those that
+        have one with a verdict, and exits 0.
+        """
+        out = Path(self.mktemp()).resolve()
+        env = {key: value for key, value in os.environ.items() if key not in ("GAMENET_SECRET", "GAMENET_MASTER_PID")}
+        stdout, stderr, code = await utils.getProcessOutputAndValue(
+            sys.executable,
+            [str(REPO / "bench" / "suite.py"), "--quick", "--only", "storage,forward", "--out", str(out)],
+            env=env, path=str(REPO), reactor=reactor,
+        )
+        text = (stdout + stderr).decode(errors="replace")
+        self.assertEqual(code, 0, text)
+        self.assertEqual(sorted(path.name for path in out.iterdir()),
+                         ["forward.json", "forward.txt", "storage.json", "storage.txt"])
+        self.assertIn("memory / redis:", (out / "storage.txt").read_text())
+        self.assertEqual({row["kind"] for row in json.loads((out / "forward.json").read_text())["rows"]},
+                         {"local", "forwarded"})
+        targets = text[text.index("=== targets"):]
+        self.assertRegex(targets,
+                         r"forwarded echo: rate [0-9.]+x the frontend-local rate \(aim >= 0.5x\): (met|MISSED)")

@@ -34,7 +34,7 @@ from gamenet.testing import (
 )
 
 TIMEOUT = 0.5  # the cluster's storage_timeout: how long any Redis call may take
-MARGIN = 2.0  # what "fails fast" may add to TIMEOUT on a loaded machine (a reconnect would take up to RECONNECT)
+MARGIN = 5.0  # what "fails fast" may add to TIMEOUT on a busy machine (a reconnect would take up to RECONNECT)
 WAIT = 10.0  # the longest any wait for the network may take
 RECONNECT = 20.0  # the longest the pool may take to reconnect (txredisapi backs off up to 10 s)
 INDEX = "gamenet:test:gchannel:world"
@@ -439,8 +439,8 @@ class OutageTests(ServiceTestCase):
         await self.channel.add("alice", "connector-1")
         await self.service.close()
         await self.service.close()
-        self.assertLess(await failure_time(self, self.channel.members()), 0.1)
-        self.assertLess(await failure_time(self, self.channel.push_message("onWorld", {})), 0.1)
+        self.failureResultOf(self.channel.members(), RedisUnavailable)
+        self.failureResultOf(self.channel.push_message("onWorld", {}), RedisUnavailable)
 
 
 class Entry(Handler):
@@ -615,5 +615,5 @@ class LoopbackTests(TestCase):
         A stopped server's global channel service has closed its pool: its calls fail at once.
         """
         await self.apps["room-2"].stopService()
-        self.assertLess(await failure_time(self, self.world.members()), 0.1)
+        self.failureResultOf(self.world.members(), RedisUnavailable)
         self.assertEqual(await self.apps["room-1"].global_channels.get_channel("world").members(), sorted(USERS))

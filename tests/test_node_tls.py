@@ -5,6 +5,7 @@ Node links over mutual TLS (C{node_tls_cert}/C{node_tls_key}), on real loopback 
 from __future__ import annotations
 
 import os
+import time
 
 import attrs
 from twisted.internet import reactor, ssl
@@ -18,6 +19,8 @@ from gamenet.client import Client
 from gamenet.testing import backend, client_port, cluster_config, free_ports, frontend, start_server
 
 from .test_tls import write_certificate
+
+WAIT = 30.0  # the longest a test waits for links, handshakes and closes
 
 
 class Where(Handler):
@@ -45,9 +48,17 @@ class NodeTLSTests(TestCase):
         self.apps = [await start_server(cluster, sid, [handler(Where, "area")]) for sid in ("area-1", "connector-1")]
         for app in self.apps:
             self.addCleanup(app.stopService)
-        for _ in range(200):
-            if all(link.up for app in self.apps for link in app.node.links.values()):
-                break
+        await self.wait(lambda: all(link.up for app in self.apps for link in app.node.links.values()),
+                        "every node link up")
+
+    async def wait(self, condition, what):
+        """
+        Poll C{condition()} until it is true; fail after L{WAIT} seconds.
+        """
+        deadline = time.monotonic() + WAIT
+        while not condition():
+            if time.monotonic() > deadline:
+                self.fail(f"timed out after {WAIT:g}s waiting for {what}")
             await deferLater(reactor, 0.02, lambda: None)
 
     async def test_forwardedOverTLS(self):
@@ -88,10 +99,7 @@ class NodeTLSTests(TestCase):
                 closed.append(True)
 
         protocol = await TCP4ClientEndpoint(reactor, "127.0.0.1", self.area_node).connect(Factory.forProtocol(Plain))
-        for _ in range(100):
-            if closed:
-                break
-            await deferLater(reactor, 0.02, lambda: None)
+        await self.wait(lambda: closed, "the connection to be closed")
         self.assertEqual(closed, [True])
         protocol.transport.loseConnection()
 
@@ -116,8 +124,5 @@ class NodeTLSTests(TestCase):
         endpoint = wrapClientTLS(options, TCP4ClientEndpoint(reactor, "127.0.0.1", self.area_node))
         protocol = await endpoint.connect(Factory.forProtocol(Probe))
         protocol.transport.write(b"hello")
-        for _ in range(100):
-            if lost:
-                break
-            await deferLater(reactor, 0.02, lambda: None)
+        await self.wait(lambda: lost, "the handshake to fail")
         self.assertEqual(len(lost), 1)

@@ -1,5 +1,5 @@
 """
-The wheel, installed as a user installs it, gives C{twistd gamenet}.
+The wheel, installed as a user installs it, gives C{twistd gamenet} and the C{gamenet} command.
 
 The wheel is built from a copy of the working tree and installed with pip into
 a new virtual environment that has no gamenet and no way to reach the source
@@ -26,6 +26,8 @@ import zipfile
 from typing import Any
 
 from twisted.trial.unittest import SynchronousTestCase
+
+from gamenet.testing import free_ports
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -249,6 +251,32 @@ class InstalledWheelTests(SynchronousTestCase):
         out = twistd("gamenet", "--help")
         for option in ("--config=", "--server=", "--env="):
             self.assertIn(option, out)
+
+    def test_gamenetCommand(self) -> None:
+        """
+        pip installed the C{gamenet} console script beside the new
+        environment's Python, run by that Python (so it imports the wheel's
+        gamenet): it documents its commands, and says in one line, exit
+        status 1, that it cannot reach a master that is not there.
+        """
+        python, _ = environment()
+        script = os.path.join(os.path.dirname(python), "gamenet")
+        self.assertTrue(os.access(script, os.X_OK), script)
+        with open(script, encoding="utf-8") as f:
+            self.assertEqual(f.readline().strip(), f"#!{python}")
+        cwd = os.path.join(_scratch(), "elsewhere")
+        os.makedirs(cwd, exist_ok=True)
+        out = _run([script, "list", "--help"], cwd=cwd, env=_clean_environ())
+        self.assertTrue(out.startswith("usage: gamenet list"), out)
+        [port] = free_ports(1)
+        result = subprocess.run(
+            [script, "list", "--url", f"http://127.0.0.1:{port}", "--token", "t"], cwd=cwd, env=_clean_environ(),
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=60,
+        )
+        self.assertEqual((result.returncode, result.stdout.splitlines()[0] if result.stdout else ""),
+                         (1, f"gamenet: cannot reach the master at http://127.0.0.1:{port}: Connection was refused "
+                             "by other side: 111: Connection refused"), result.stdout)
+        self.assertNotIn("Traceback", result.stdout)
 
     def test_serviceMaker(self) -> None:
         """
