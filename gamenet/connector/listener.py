@@ -4,10 +4,12 @@ The client port of a frontend: the service that listens and picks the connector.
 
 from __future__ import annotations
 
+import socket
 from typing import Any
 
 from twisted.application.service import Service
 from twisted.internet.defer import CancelledError, Deferred, DeferredList, maybeDeferred, succeed
+from twisted.internet.abstract import isIPv6Address
 from twisted.internet.error import CannotListenError
 from twisted.internet.protocol import Factory
 from twisted.logger import Logger
@@ -32,20 +34,51 @@ class ListenError(Exception):
     """
 
 
-def listen(reactor: Any, port: int, factory: Factory, interface: str, what: str, tls: Any = None) -> Any:
+def listen(reactor: Any, port: int, factory: Factory, interface: str, what: str, tls: Any = None,
+           reuse_port: bool = False) -> Any:
     """
     Open a TCP port, with TLS when C{tls} options are given.
 
     @param what: the start of the error message, naming the key of the port, e.g.
         C{"[server:chat-1] client_port: cannot listen for clients"}.
+    @param reuse_port: share the port with other sockets that set
+        C{SO_REUSEPORT} too (other processes of the same user, or other
+        ports of this one); the kernel spreads new connections among them.
     @raise ListenError: it cannot be opened; the message says why.
     """
     try:
+        if reuse_port:
+            if tls is not None:
+                factory = TLSMemoryBIOFactory(tls, False, factory)
+            return _listen_shared(reactor, port, factory, interface)
         if tls is not None:
             return reactor.listenSSL(port, factory, tls, backlog=511, interface=interface)
         return reactor.listenTCP(port, factory, backlog=511, interface=interface)
     except CannotListenError as e:
         raise ListenError(f"{what} on {interface}:{port}: {e.socketError}") from None
+
+
+def _listen_shared(reactor: Any, port: int, factory: Factory, interface: str) -> Any:
+    """
+    C{listenTCP} with C{SO_REUSEPORT}, which C{listenTCP} cannot set: the
+    socket is bound and listening here, then adopted by the reactor
+    (C{IReactorSocket.adoptStreamPort}), which keeps its own copy.
+
+    @raise CannotListenError: it cannot be opened, or this system has no C{SO_REUSEPORT}.
+    """
+    family = socket.AF_INET6 if isIPv6Address(interface) else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        try:
+            if not hasattr(socket, "SO_REUSEPORT"):
+                raise OSError("this system has no SO_REUSEPORT (reuse_port)")
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            sock.bind((interface, port))
+            sock.listen(511)
+        except OSError as e:
+            raise CannotListenError(interface, port, e) from None
+        sock.setblocking(False)
+        return reactor.adoptStreamPort(sock.fileno(), family, factory)
 
 
 class _TLSFactory(TLSMemoryBIOFactory):
@@ -80,6 +113,9 @@ class ClientListener(Service):
     the server before it starts rather than leaving it running deaf, but
     connections are accepted only from C{startService} on, once the
     application's components are ready and the block list is loaded.
+
+    With the C{reuse_port} option, every port is opened with C{SO_REUSEPORT},
+    so that several frontend processes of one type serve one client port.
 
     @ivar port: the client port, once open.
     @ivar extra_ports: the open C{tcp_port} and C{ws_port}, by transport.
@@ -147,14 +183,16 @@ class ClientListener(Service):
     def _open(self, key: str, number: int, transport: str, what: str) -> Any:
         try:
             port = listen(self.reactor, number, self._factory(transport), self.interface,
-                          f"[server:{self.server.id}] {key}: cannot listen for {what}")
+                          f"[server:{self.server.id}] {key}: cannot listen for {what}",
+                          reuse_port=self.frontend.options.reuse_port)
         except ListenError:
             self._close_all()
             raise
         log.info(
-            "{server_id} listening for clients ({transport}{tls}) on {host}:{port}",
+            "{server_id} listening for clients ({transport}{tls}{shared}) on {host}:{port}",
             server_id=self.server.id, transport=transport,
-            tls="+tls" if self.frontend.options.tls_cert else "", host=self.interface,
+            tls="+tls" if self.frontend.options.tls_cert else "",
+            shared=", shared with reuse_port" if self.frontend.options.reuse_port else "", host=self.interface,
             port=port.getHost().port,
         )
         return port
