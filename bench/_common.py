@@ -322,19 +322,20 @@ def twistd_server(work: Path, config: Path, server: ClusterServer, profile: Path
 
 
 def gamenet_server(work: Path, transport: str, profile: Path | None = None, metrics_port: int = 0,
-                   name: str = "", **frontend: Any) -> Server:
+                   name: str = "", tree: Path = REPO, **frontend: Any) -> Server:
     """
     C{twistd -n gamenet} running C{connector-1} of a generated cluster file
     (the chat example's plugins, so C{connector.echoHandler.echo}), under
     cProfile when C{profile} is given, with metrics on when C{metrics_port}
     is given (the server is then named C{gamenet+metrics}, unless C{name}
-    is given); C{frontend}: more C{[frontend]} keys.
+    is given); C{tree}: the work tree whose gamenet and example it runs
+    (this one by default); C{frontend}: more C{[frontend]} keys.
     """
     name = name or ("gamenet+metrics" if metrics_port else "gamenet")
     server = ClusterServer("connector-1", "connector", client_port=free_port(), metrics_port=metrics_port)
     config = work / f"{name}.ini"
-    write_cluster_file(config, [server], transport, ("examples.chat.plugins",), (REPO,), **frontend)
-    process = twistd_server(work, config, server, profile)
+    write_cluster_file(config, [server], transport, ("examples.chat.plugins",), (tree,), **frontend)
+    process = twistd_server(work, config, server, profile, **({} if tree == REPO else {"PYTHONPATH": str(tree)}))
     process.name = name
     process.log_path = work / f"{name}.log"
     return process

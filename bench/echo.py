@@ -3,7 +3,7 @@ Echo benchmark: gamenet's frontend-local echo against a bare Twisted (+ Autobahn
 
     .venv/bin/python bench/echo.py [--transport websocket|tcp|both] [--clients 100]
         [--inflight 10] [--seconds 10] [--workers 2] [--rounds 1] [--json FILE]
-        [--profile FILE] [--py-spy DIR] [--metrics | --protobuf]
+        [--profile FILE] [--py-spy DIR] [--metrics | --protobuf | --against TREE]
 
 For each transport (both by default, WebSocket first), starts two servers on
 free loopback ports, each in its own process:
@@ -37,6 +37,11 @@ C{--protobuf} measures protobuf bodies instead: gamenet with a C{protos_dir}
 whose schemas cover the echo route both ways (named C{gamenet+protobuf}; the
 robot's clients then send and check protobuf) against the same gamenet with
 JSON bodies, in place of the bare server.
+
+C{--against TREE} measures a change instead: gamenet of this work tree
+against the gamenet of another (named C{gamenet-before}; say a git worktree
+of the commit before the change), in place of the bare server: the change's
+before and after in one run.
 
 C{--profile} runs gamenet under cProfile (the last transport's server keeps
 the file); C{--py-spy} samples both servers in the first round and splits
@@ -91,6 +96,8 @@ def main() -> int:
                        help="measure gamenet with metrics on against gamenet with them off, not the bare server")
     modes.add_argument("--protobuf", action="store_true",
                        help="measure gamenet with protobuf bodies against gamenet with JSON, not the bare server")
+    modes.add_argument("--against", type=Path, metavar="TREE",
+                       help="measure gamenet against the gamenet of another work tree, not the bare server")
     options = parser.parse_args()
     if options.py_spy and not shutil.which("py-spy"):
         parser.error("--py-spy needs py-spy on PATH (pip install py-spy)")
@@ -128,6 +135,9 @@ def main() -> int:
         elif options.protobuf:
             aims = {}  # a cost to know, not a bar: pure-Python protobuf against C JSON
             print(f"gamenet with protobuf bodies / JSON: CPU per request {summary(cpu)}, rate {summary(rate)}")
+        elif options.against:
+            aims = {}
+            print(f"gamenet / gamenet-before: CPU per request {summary(cpu)}, rate {summary(rate)}")
         else:
             aims = {"cpu_ratio_at_most": AIM_CPU, "rate_ratio_at_least": AIM_RATE}
             print(f"gamenet / {baseline}: CPU per request {summary(cpu)} (aim <= {AIM_CPU}x), "
@@ -159,6 +169,8 @@ def pair(transport: str, options: argparse.Namespace) -> tuple[str, str]:
         return "gamenet", "gamenet+metrics"
     if options.protobuf:
         return "gamenet", "gamenet+protobuf"
+    if options.against:
+        return "gamenet-before", "gamenet"
     return BASELINES[transport], "gamenet"
 
 
@@ -174,7 +186,9 @@ def measure(transport: str, options: argparse.Namespace) -> tuple[list[dict[str,
     baseline, subject = pair(transport, options)
     profile = options.profile.resolve() if options.profile else None
     metrics_port = free_port() if options.metrics else 0
-    if options.metrics or options.protobuf:
+    if options.against:
+        base = gamenet_server(work, transport, name=baseline, tree=options.against.resolve())
+    elif options.metrics or options.protobuf:
         base = gamenet_server(work, transport)
     else:
         bare_port = free_port()

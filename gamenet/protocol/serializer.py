@@ -1,14 +1,35 @@
 """
 Message bodies: compact UTF-8 JSON, as Pomelo and Pitaya clients expect.
+
+Bodies are written by orjson when its bytes are sure to be those of the
+stdlib's C{json} module, and by the C{json} module otherwise; they are read
+by the C{json} module (see C{doc/protocol.md}, "JSON bodies", for why).
 """
 
 from __future__ import annotations
 
 import json
+from enum import Enum
 from json.encoder import c_make_encoder, encode_basestring
 from typing import Any
+from uuid import UUID
 
-_encoder = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+import orjson
+
+
+def _default(value: Any) -> Any:
+    """
+    What orjson writes for the types it knows and C{json} does not: an
+    enum's value, a UUID's text; anything else, as C{json}, a L{TypeError}.
+    """
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, UUID):
+        return str(value)
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
+_encoder = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False, default=_default)
 
 # What _encoder.encode uses, made once rather than on every call: the C
 # encoder with _encoder's settings but no circular-reference markers (their
@@ -32,14 +53,44 @@ _scan = _decoder.scan_once
 NAME = "json"
 
 
+# Subclasses of str, int, dict and list (IntEnum, OrderedDict, ...),
+# dataclasses and datetimes are left to json, which writes the first as
+# their base type and refuses the others.
+_ORJSON = orjson.OPT_PASSTHROUGH_SUBCLASS | orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_DATETIME
+_orjson_dumps = orjson.dumps
+
+
 def dumps(value: Any) -> bytes:
     """
-    Serialize a body.
+    Serialize a body: the bytes of the stdlib's C{json.dumps} with compact
+    separators and UTF-8 text, and an enum as its value, a UUID as its text.
 
     @raise ValueError: NaN or infinity, which JavaScript's C{JSON.parse}
         rejects, a circular reference, or arrays and objects nested deeper
         than Python's recursion limit.
     @raise TypeError: a value JSON cannot carry.
+    """
+    try:
+        data = _orjson_dumps(value, option=_ORJSON)
+    except TypeError:
+        # A type or a dict key orjson leaves to json, an integer over 64
+        # bits, a string with a lone surrogate, more than 254 levels of
+        # nesting, or a circular value: json says what they are.
+        return _json_dumps(value)
+    # Where orjson's bytes may not be json's: it writes NaN and infinity as
+    # null, and a float under 1e-4 as 1e-5 or 0.00001 where json writes
+    # 1e-05. Every other float, string and integer it writes as json does
+    # (tests/test_serializer.py compares them). A body with one of these,
+    # even inside a string, is written again by json. (bytes.find: "in" on
+    # bytes costs twice as much.)
+    if data.find(b"null") >= 0 or data.find(b"e-") >= 0 or data.find(b"0.0000") >= 0:
+        return _json_dumps(value)
+    return data
+
+
+def _json_dumps(value: Any) -> bytes:
+    """
+    L{dumps} by the stdlib's C{json} module alone.
     """
     try:
         if _encode is None:
