@@ -1,6 +1,7 @@
 """
-CPU time and memory of processes, from /proc (Linux only): what the load
-robot measures of the server processes it is given and of its own workers.
+CPU time, memory and open file descriptors of processes, from /proc (Linux
+only): what the load robot measures of the server processes it is given and
+of its own workers, and what bench/soak.py samples of a cluster's servers.
 """
 
 from __future__ import annotations
@@ -52,3 +53,11 @@ def rss_kib(pid: int) -> int:
     The process's resident set size now (VmRSS) in KiB, from /proc/<pid>/status.
     """
     return _status_kib(pid, "VmRSS:")
+
+
+def open_fds(pid: int) -> int:
+    """
+    How many file descriptors the process has open now, from /proc/<pid>/fd
+    (a process of the same user, or any with the right to trace it).
+    """
+    return len(os.listdir(f"/proc/{pid}/fd"))
