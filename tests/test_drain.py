@@ -139,15 +139,15 @@ class BackendDrainTests(DrainTestsMixin, SynchronousTestCase):
         send = perspective.callRemote
         late = []
         # The connector's batches to area-1 are held, as on a slow connection.
-        perspective.callRemote = lambda *args: late.append(args) or Deferred()
+        perspective.callRemote = lambda *args, **kw: late.append((args, kw)) or Deferred()
         answer = self.request("area.area.where")
         stopped = self.stop("area-1")
         self.assertEqual(len(late), 2, "the forward, then the ping of the drain")
         self.assertEqual(self.state("connector-1")["links"]["area-1"], False)
         self.assertNoResult(stopped)
         perspective.callRemote = send
-        for args in late:
-            send(*args)
+        for args, kw in late:
+            send(*args, **kw)
         self.cluster.flush()
         self.assertEqual(self.successResultOf(answer), {"server": "area-1"})
         self.cluster.advance(0.2)

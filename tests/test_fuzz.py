@@ -22,6 +22,8 @@ from typing import Any
 from hypothesis import HealthCheck, assume, given, settings, strategies as st
 from hypothesis.database import DirectoryBasedExampleDatabase
 from twisted.logger import globalLogPublisher
+from twisted.internet.testing import StringTransport
+from twisted.spread import banana, pb
 from twisted.trial.unittest import SynchronousTestCase
 
 from gamenet.cluster import wire
@@ -423,6 +425,96 @@ def server_specs(draw: Any) -> dict[str, Any]:
         "http_max_connections": st.integers(1, 5000), "http_request_timeout": st.floats(0.5, 100),
     })))
     return spec
+
+
+# What banana carries on a node link: ints of any size and sign, bytes,
+# floats, nested lists.
+banana_values = st.recursive(
+    st.integers() | st.binary(max_size=20) | st.floats(allow_nan=False),
+    lambda children: st.lists(children, max_size=4),
+    max_leaves=12,
+)
+
+
+def banana_read(broker_class: type, chunks: list[bytes]) -> tuple[list[Any], Any]:
+    """
+    The expressions a broker of C{broker_class} reads from C{chunks}, and the
+    type of the error that stopped it (C{None} when none did).
+    """
+    broker = broker_class()
+    broker.currentDialect = b"pb"
+    got: list[Any] = []
+    broker.expressionReceived = got.append
+    try:
+        for chunk in chunks:
+            broker.dataReceived(chunk)
+    except Exception as e:
+        return got, type(e)
+    return got, None
+
+
+class NodeBrokerTests(SynchronousTestCase):
+    """
+    L{wire.NodeBroker} reads banana exactly as Twisted's C{Broker} does.
+    """
+
+    @fuzz
+    @given(st.data(), st.lists(banana_values, min_size=1, max_size=3))
+    def test_sameExpressions(self, data: Any, values: list[Any]) -> None:
+        """
+        Encoded expressions, cut anywhere, read as the same expressions.
+        """
+        chunks = data.draw(splits(b"".join(banana.encode(value) for value in values)))
+        self.assertEqual(banana_read(wire.NodeBroker, chunks), banana_read(pb.Broker, chunks))
+
+    @fuzz
+    @given(st.data(), st.binary(max_size=80))
+    def test_arbitraryBytes(self, data: Any, stream: bytes) -> None:
+        """
+        Arbitrary bytes (vocabulary numbers, bad type bytes, long prefixes
+        and sizes) read as the same expressions and stop with the same error.
+        """
+        chunks = data.draw(splits(stream))
+        self.assertEqual(banana_read(wire.NodeBroker, chunks), banana_read(pb.Broker, chunks))
+
+    @fuzz
+    @given(st.lists(banana_values | st.sampled_from([b"tuple", b"None", b"dictionary", b"answer"])
+                    | st.integers(-2 ** 500, 2 ** 500) | st.text(max_size=2) | st.binary(min_size=120, max_size=300),
+                    max_size=5),
+           st.booleans())
+    def test_sameBytes(self, value: list[Any], pb_dialect: bool) -> None:
+        """
+        Expressions are sent as the same bytes, vocabulary and large
+        numbers included, and what C{Broker} cannot send fails the same way.
+        """
+        sent = []
+        for broker_class in (wire.NodeBroker, pb.Broker):
+            broker = broker_class()
+            broker.setPrefixLimit(banana._PREFIX_LIMIT)  # as connectionMade does
+            broker.currentDialect = b"pb" if pb_dialect else b"none"
+            broker.transport = StringTransport()
+            try:
+                broker.sendEncoded(value)
+            except banana.BananaError as e:
+                sent.append(("error", str(e), broker.transport.value()))
+            else:
+                sent.append(("sent", broker.transport.value()))
+        self.assertEqual(sent[0], sent[1])
+
+    @fuzz
+    @given(st.tuples(st.binary(max_size=20)) | st.lists(st.binary(max_size=4), max_size=3).map(tuple)
+           | st.dictionaries(st.text(max_size=4), st.binary(max_size=4), max_size=2)
+           | st.tuples(st.text(max_size=4), st.binary(max_size=4)) | st.lists(st.text(max_size=4), max_size=3)
+           | st.none() | banana_values)
+    def test_sameJelly(self, value: Any) -> None:
+        """
+        Call arguments are jellied to the same expressions, and those read
+        back to the same values.
+        """
+        sexp = wire.NodeBroker().serialize(value)
+        self.assertEqual(sexp, pb.Broker().serialize(value))
+        self.assertEqual(wire.NodeBroker().unserialize(sexp), pb.Broker().unserialize(sexp))
+        self.assertEqual(wire.NodeBroker().unserialize(sexp), value)
 
 
 class ConfigTests(SynchronousTestCase):

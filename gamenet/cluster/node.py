@@ -27,7 +27,7 @@ from twisted.internet import ssl
 from twisted.spread import pb
 from zope.interface import implementer
 
-from ..connector.tcp import no_delay
+from ..connector.tcp import gathered, no_delay
 from ..connector.tls import certificate_problem
 from ..errors import GamenetError, Timeout, Unavailable
 from ..protocol import serializer
@@ -90,6 +90,19 @@ def error_payload(error: BaseException) -> bytes:
     if isinstance(error, GamenetError):
         return serializer.dumps({"code": error.code, "message": error.message, "type": type(error).__name__})
     return serializer.dumps({"code": 500, "message": "internal server error", "type": type(error).__name__})
+
+
+def post(reference: Any, method: str, batch: bytes) -> None:
+    """
+    Call C{method} with a batch on the peer, asking PB for no answer: the
+    batches' methods return nothing, results come back as batches of their
+    own, and a link that goes down fails the calls waiting on it. PB's answer
+    would be a message each way more per batch (serialized, parsed and
+    matched to a Deferred), as much work as the batch itself for one call.
+
+    @raise pb.DeadReferenceError: the connection is gone.
+    """
+    reference.callRemote(method, batch, pbanswer=False)
 
 
 class Inbox(Protocol):
@@ -170,6 +183,9 @@ class _Avatar(pb.Avatar):
         except wire.WireError as e:
             log.warn("bad batch from {peer_id}: {error}", peer_id=self.peer_id, error=e)
             return
+        gathered(self._receive, records)
+
+    def _receive(self, records: list[tuple[int, int, bytes]]) -> None:
         for id, kind, payload in records:
             try:
                 d = self.server.inbox.receive(self.peer_id, kind, payload)
@@ -209,7 +225,10 @@ class _Avatar(pb.Avatar):
         self._flush_call = None
         results, self._results, self._size = self._results, [], 0
         if results and not self.gone and self.mind is not None:
-            self.mind.callRemote("results", wire.pack(results)).addErrback(lambda f: None)
+            try:
+                post(self.mind, "results", wire.pack(results))
+            except pb.DeadReferenceError:
+                pass  # the link is going: its caller fails what it waits for
 
     def logout(self) -> None:
         self.gone = True
@@ -252,6 +271,7 @@ class NodeServer:
         self.login_listeners: list[Callable[[str], Any]] = []
         portal = Portal(_Realm(self), [SecretChecker(secret, known)])
         self.factory = pb.PBServerFactory(portal)
+        self.factory.protocol = wire.NodeBroker
         self.factory.noisy = False
 
 
@@ -384,6 +404,7 @@ class NodeLink:
         if self._stopped:
             return
         factory = pb.PBClientFactory()
+        factory.protocol = wire.NodeBroker
         factory.noisy = False
         self._connecting = d = self._connect(factory)
         d.addCallback(self._connected, factory)
@@ -560,12 +581,21 @@ class NodeLink:
         if queue and self._perspective is not None:
             if self.batch_sizes is not None:
                 self.batch_sizes.observe(len(queue))
-            self._perspective.callRemote("calls", wire.pack(queue)).addErrback(self._send_failed)
+            try:
+                post(self._perspective, "calls", wire.pack(queue))
+            except pb.DeadReferenceError:
+                self._send_failed(Failure())
 
     def _send_failed(self, failure: Failure) -> None:
-        # PB may fail a call with a Failure whose value is another Failure.
-        while isinstance(failure.value, Failure):
-            failure = failure.value
+        # PB may fail a call with a Failure whose value is another Failure, or
+        # a PBConnectionLost holding the Failure of the lost connection.
+        while True:
+            value = failure.value
+            if isinstance(value, pb.PBConnectionLost) and value.args and isinstance(value.args[0], Failure):
+                value = value.args[0]
+            if not isinstance(value, Failure):
+                break
+            failure = value
         log.info("{local_id}: a batch to {peer_id} was not delivered: {reason}", local_id=self.local_id,
                  peer_id=self.peer_id, reason=failure.getErrorMessage())
 
@@ -575,6 +605,9 @@ class NodeLink:
         except wire.WireError as e:
             log.warn("bad results from {peer_id}: {error}", peer_id=self.peer_id, error=e)
             return
+        gathered(self._fire, records)
+
+    def _fire(self, records: list[tuple[int, int, bytes]]) -> None:
         if not self.healthy and self.up:
             self.healthy = True
             log.info("{local_id}: {peer_id} answers again", local_id=self.local_id, peer_id=self.peer_id)
