@@ -1,5 +1,6 @@
 """
-Tests for L{gamenet.admin.fleet} and L{gamenet.admin.stats}: the master's
+Tests for L{gamenet.admin.fleet} (with L{gamenet.admin.members} and
+L{gamenet.admin.additions}) and L{gamenet.admin.stats}: the master's
 view of its servers and the admin operations, over a L{FakeMaster} and a
 L{Clock}.
 """
@@ -16,7 +17,8 @@ from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
 from gamenet.admin import stats
-from gamenet.admin.fleet import Fleet, server_ports
+from gamenet.admin.additions import server_ports
+from gamenet.admin.fleet import Fleet
 from gamenet.admin.interfaces import IMaster, ISupervisor
 from gamenet.cluster.master import MasterService, Supervisor
 from gamenet.config import ServerConfig, server_spec

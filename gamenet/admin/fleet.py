@@ -13,18 +13,18 @@ L{Fleet.interval} seconds. From those it gives each server a state::
 
 and the figures of the dashboard (requests and errors per second, latency
 p50/p99, CPU %) from the differences between two polls.
+
+What it knows of each server, and the records made of it, are in
+L{gamenet.admin.members}; servers added and removed at run time are
+checked and made part of the cluster in L{gamenet.admin.additions}.
 """
 
 from __future__ import annotations
 
-import json
 import os
-import socket
-from collections import deque
 from itertools import count
 from typing import Any, Callable, Iterable
 
-import attrs
 from twisted.internet.defer import DeferredList
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
@@ -32,80 +32,17 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from ..cluster.control import ADMIN_KICK
-from ..cluster.master import child_command, child_environment, local_hosts
-from ..config import ConfigError, ServerConfig, load, server_from_spec, server_spec
+from ..cluster.master import local_hosts
+from ..config import ServerConfig
 from ..errors import GamenetError
 from ..storage.blocked import BlockStore
 from . import stats
+from .additions import Changes, can_bind, check, from_file, from_spec
 from .blocking import Blocking
 from .interfaces import IFleet, IMaster, ISupervisor
+from .members import Member, Record, records, state, unknown_type
 
 log = Logger()
-
-Record = dict[str, Any]
-
-
-def can_bind(host: str, port: int) -> str | None:
-    """
-    Whether a TCP port can be opened on C{host} now, as Twisted would open it.
-
-    @return: C{None} when it can, else the reason it cannot.
-    """
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    try:
-        with socket.socket(family) as s:
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            s.bind((host, port))
-    except OSError as e:
-        return e.strerror or str(e)
-    return None
-
-
-def server_ports(server: ServerConfig) -> dict[str, int]:
-    """
-    The ports a server opens, by the key that sets them (C{node_port}, ...).
-    """
-    return {f"{name}_port": port for name, port in server.ports.items() if port}
-
-
-@attrs.define(eq=False)
-class _Member:
-    """
-    What the master knows of one server.
-
-    @ivar started: when its process started, by the fleet's clock.
-    @ivar login: when its current login began, in the fleet's event order;
-        C{None} while it is not logged in.
-    @ivar stopping: a stop, kill or restart was asked and its process has not exited.
-    @ivar restarting: start it again once its process has exited.
-    @ivar starts: how many times its process started.
-    @ivar status: its last C{status} during this login.
-    @ivar seen: when that status arrived, in the fleet's event order.
-    @ivar figures: rates and quantiles between its last two statuses.
-    @ivar routes: the same for each route, with its totals.
-    @ivar history: samples of the figures, the last L{Fleet.history_seconds}.
-    @ivar polling: a C{status} call is on its way.
-    """
-
-    server: ServerConfig
-    local: bool
-    pid: int | None = None
-    started: float = 0.0
-    login: int | None = None
-    stopping: bool = False
-    restarting: bool = False
-    starts: int = 0
-    status: dict[str, Any] | None = None
-    status_at: float = 0.0
-    seen: int = 0
-    figures: dict[str, Any] = attrs.Factory(dict)
-    routes: dict[str, Any] = attrs.Factory(dict)
-    history: deque[dict[str, Any]] = attrs.Factory(deque)
-    polling: bool = False
-
-    def forget_status(self) -> None:
-        self.status, self.figures, self.routes = None, {}, {}
-
 
 @implementer(IFleet)
 class Fleet:
@@ -118,6 +55,7 @@ class Fleet:
 
     @ivar interval: seconds between two polls of each server's status.
     @ivar history_seconds: how long samples are kept for the dashboard.
+    @ivar changes: the servers added and removed at run time.
     """
 
     interval = 2.0
@@ -130,7 +68,9 @@ class Fleet:
         """
         @param store: where the block list is kept.
         @param bindable: tells why a port cannot be opened on a host, or C{None}.
-        @param hosts: the names of this machine (L{local_hosts} by default).
+        @param hosts: the names of this machine (L{local_hosts} by default);
+            an IP address of one of its interfaces counts too
+            (L{own_address<gamenet.cluster.master.own_address>}).
         """
         self.master = master
         self.supervisor: ISupervisor = master.supervisor
@@ -139,10 +79,8 @@ class Fleet:
         self.bindable = bindable
         self.hosts = local_hosts() if hosts is None else hosts
         local = {server.id for server in master.local}
-        self._members = {server.id: _Member(server, server.id in local) for server in master.cluster.servers}
-        self._added: dict[str, ServerConfig] = {}
-        self._removed: set[str] = set()
-        self._removing: set[str] = set()
+        self._members = {server.id: Member(server, server.id in local) for server in master.cluster.servers}
+        self.changes = Changes(master, self._members, self._call)
         self.blocking = Blocking(store, self._frontends_up, self._call)
         self._order = count(1)
         self._started = 0.0
@@ -193,8 +131,8 @@ class Fleet:
             return
         member.pid, member.stopping = None, False
         member.forget_status()
-        if name in self._removing:
-            self._forget(member)
+        if name in self.changes.removing:
+            self.changes.forget(member)
         elif member.restarting:
             self.supervisor.start_process(name)
 
@@ -215,11 +153,7 @@ class Fleet:
         Tell a server that just logged in what changed since the cluster file
         was read: servers added and removed, and the block list.
         """
-        added = [server_spec(other) for other in self._added.values() if other.id != server.id]
-        if added:
-            self._call(server.id, "add_servers", specs=added)
-        if self._removed:
-            self._call(server.id, "remove_servers", ids=sorted(self._removed))
+        self.changes.greet(server)
         if server.frontend:
             self.blocking.greet(server.id)
 
@@ -243,7 +177,7 @@ class Fleet:
             if member is not None:
                 self._poll(member)
 
-    def _poll(self, member: _Member) -> None:
+    def _poll(self, member: Member) -> None:
         server_id = member.server.id
         if member.polling or server_id not in self.master.up:
             return
@@ -253,107 +187,24 @@ class Fleet:
         d.addCallbacks(self._status, self._call_failed, (member, avatar), errbackArgs=(server_id, "status"))
         d.addBoth(self._polled, member)
 
-    def _polled(self, _: Any, member: _Member) -> None:
+    def _polled(self, _: Any, member: Member) -> None:
         member.polling = False
 
-    def _status(self, status: Any, member: _Member, avatar: Any) -> None:
+    def _status(self, status: Any, member: Member, avatar: Any) -> None:
         if self.master.up.get(member.server.id) is not avatar or not isinstance(status, dict):
             return
-        now = self.clock.seconds()
-        before, before_at = member.status, member.status_at
-        member.status, member.status_at, member.seen = status, now, next(self._order)
-        if not member.local and (before is None or before.get("pid") != status.get("pid")):
-            member.starts += 1
-        if before is None or before.get("pid") != status.get("pid"):
-            return
-        seconds = now - before_at
-        metrics_before, metrics_after = stats.mapping(before.get("metrics")), stats.mapping(status.get("metrics"))
-        figures = stats.figures(metrics_before, metrics_after, seconds)
-        cpu = (stats.number(before, "cpu_seconds"), stats.number(status, "cpu_seconds"))
-        figures["cpu"] = 100 * stats.rate(*cpu, seconds)
-        member.figures = figures
-        member.routes = stats.route_figures(metrics_before, metrics_after, seconds)
-        member.history.append({
-            "t": now, "rps": figures["rps"], "p50": figures["p50"], "p99": figures["p99"],
-            "errors": figures["errors_per_second"], "cpu": figures["cpu"],
-            "rss": status.get("rss", 0), "clients": status.get("clients", 0),
-        })
-        while member.history and member.history[0]["t"] < now - self.history_seconds:
-            member.history.popleft()
+        member.take_status(status, self.clock.seconds(), next(self._order), self.history_seconds)
 
     # Views
 
-    def _state(self, member: _Member) -> str:
-        server_id = member.server.id
-        up = server_id in self.master.up
-        running = member.pid is not None if member.local else up
-        if not running:
-            pending = member.local and self.supervisor.restart_pending(server_id)
-            return "restarting" if member.restarting or pending else "down"
-        if up:
-            draining = member.stopping or (member.status or {}).get("state") == "draining"
-            return "draining" if draining else "up"
-        return "stopping" if member.stopping else "starting"
+    def _state(self, member: Member) -> str:
+        return state(member, self.master.up, self.supervisor.restart_pending)
 
-    def _ready(self, member: _Member, state: str, up: list[_Member]) -> bool:
-        """
-        Up, not draining, its status known, and every other server that is
-        up (of C{up}) has reported since this login that its link to it is
-        available.
-        """
-        if state != "up" or member.status is None or member.login is None:
-            return False
-        for other in up:
-            if other is member:
-                continue
-            if other.status is None or other.seen < member.login:
-                return False
-            if stats.mapping(other.status.get("links")).get(member.server.id) is not True:
-                return False
-        return True
+    def _records(self, members: Iterable[Member]) -> list[Record]:
+        return records(members, self._members.values(), self.master.up, self.supervisor.restart_pending,
+                       self.clock.seconds())
 
-    def _records(self, members: Iterable[_Member]) -> list[Record]:
-        states = {server_id: self._state(member) for server_id, member in self._members.items()}
-        up = [member for member in self._members.values() if states[member.server.id] == "up"]
-        return [self._record(member, states[member.server.id], up) for member in members]
-
-    def _record(self, member: _Member, state: str, up: list[_Member]) -> Record:
-        server = member.server
-        status = member.status or {}
-        figures = member.figures
-        uptime = None
-        if member.local and state not in ("down", "restarting"):
-            uptime = max(0.0, self.clock.seconds() - member.started)
-        elif not member.local and "started" in status:
-            uptime = max(0.0, self.clock.seconds() - stats.number(status, "started"))
-        # Live figures only from a server logged in now: a stopped one has none.
-        live = state in ("up", "draining")
-
-        def now(value: Any) -> Any:
-            return value if live else None
-
-        return {
-            "id": server.id,
-            "type": server.type,
-            "host": server.host,
-            "ports": {**server.ports, **stats.mapping(status.get("ports"))},
-            "pid": member.pid if member.local else status.get("pid"),
-            "state": state,
-            "ready": self._ready(member, state, up),
-            "uptime": uptime,
-            "restarts": max(0, member.starts - 1),
-            "clients": now(status.get("clients", 0)),
-            "sessions": now(status.get("sessions", 0)),
-            "rps": now(figures.get("rps", 0.0)),
-            "errors_per_second": now(figures.get("errors_per_second", 0.0)),
-            "p50": now(figures.get("p50")),
-            "p99": now(figures.get("p99")),
-            "cpu": now(figures.get("cpu", 0.0)),
-            "rss": now(status.get("rss", 0)),
-            "frontend": server.frontend,
-        }
-
-    def _get(self, server_id: str) -> _Member:
+    def _get(self, server_id: str) -> Member:
         member = self._members.get(server_id)
         if member is None:
             raise GamenetError(f"no server {server_id} (servers: {', '.join(self._members) or 'none'})", 404)
@@ -379,7 +230,7 @@ class Fleet:
         @raise GamenetError: 400, no server has that type.
         """
         if server_type is not None and not any(m.server.type == server_type for m in self._members.values()):
-            raise GamenetError(self._unknown_type(server_type), 400)
+            raise GamenetError(unknown_type(server_type, self._members.values()), 400)
         return self._records(member for member in self._members.values()
                              if server_type is None or member.server.type == server_type)
 
@@ -405,7 +256,7 @@ class Fleet:
 
     # Stop, kill, restart
 
-    def _select(self, servers: list[str] | None, server_type: str | None, all: bool) -> tuple[list[_Member], bool]:
+    def _select(self, servers: list[str] | None, server_type: str | None, all: bool) -> tuple[list[Member], bool]:
         """
         @return: the servers chosen, and whether they were named one by one.
         """
@@ -416,15 +267,11 @@ class Fleet:
         if server_type is not None:
             chosen = [member for member in self._members.values() if member.server.type == server_type]
             if not chosen:
-                raise GamenetError(self._unknown_type(server_type), 400)
+                raise GamenetError(unknown_type(server_type, self._members.values()), 400)
             return chosen, False
         return list(self._members.values()), False
 
-    def _unknown_type(self, server_type: str) -> str:
-        types = sorted({member.server.type for member in self._members.values()})
-        return f"unknown server type {server_type} (types: {', '.join(types) or 'none'})"
-
-    def _here(self, members: list[_Member], named: bool, running: bool) -> list[_Member]:
+    def _here(self, members: list[Member], named: bool, running: bool) -> list[Member]:
         """
         The servers of C{members} this master runs (and, if C{running}, whose
         process runs or waits to restart); a server named one by one that is
@@ -435,7 +282,7 @@ class Fleet:
             problem = None
             if not member.local:
                 problem = f"server {member.server.id} runs on {member.server.host}, not under this master"
-            elif member.server.id in self._removing:
+            elif member.server.id in self.changes.removing:
                 problem = f"server {member.server.id} is being removed"
             elif running and self._state(member) == "down":
                 problem = f"server {member.server.id} is not running"
@@ -487,12 +334,12 @@ class Fleet:
             self.supervisor.stop_processes([server_id])
         return self._ids(members, "restarting")
 
-    def _halt(self, member: _Member) -> None:
+    def _halt(self, member: Member) -> None:
         self.supervisor.hold(member.server.id)
         member.restarting = False
         member.stopping = member.pid is not None
 
-    def _ids(self, members: list[_Member], doing: str) -> list[str]:
+    def _ids(self, members: list[Member], doing: str) -> list[str]:
         ids = [member.server.id for member in members]
         if ids:
             log.info("admin: {doing} {ids}", doing=doing, ids=", ".join(ids))
@@ -503,8 +350,9 @@ class Fleet:
     def add(self, section: str | None = None, spec: Any = None) -> Record:
         """
         Add a server at run time and start it: the section of that id in the
-        cluster file as it is now, or a full spec (L{server_spec}'s shape).
-        Every logged-in server is told of it; those that log in later too.
+        cluster file as it is now, or a full spec
+        (L{server_spec<gamenet.config.server_spec>}'s shape). Every logged-in
+        server is told of it; those that log in later too.
 
         @raise GamenetError: 400 for a bad spec, a file that cannot be read,
             an unknown type or another machine's host; 404 for a section
@@ -513,71 +361,10 @@ class Fleet:
         """
         if (section is None) == (spec is None):
             raise GamenetError('give either "section" or "spec"', 400)
-        server = self._from_file(section) if section is not None else self._from_spec(spec)
-        self._check(server)
-        master, supervisor = self.master, self.supervisor
-        master.cluster = attrs.evolve(master.cluster, servers=(*master.cluster.servers, server))
-        master.local.append(server)
-        member = self._members[server.id] = _Member(server, True)
-        self._added[server.id] = server
-        self._removed.discard(server.id)
-        if not server.auto_restart:
-            supervisor.no_restart.add(server.id)
-        command = child_command(master.cluster, server, master.env) + ["--server-spec", json.dumps(server_spec(server))]
-        supervisor.addProcess(server.id, command, env=child_environment())
-        log.info("admin: added server {server_id} ({server_type})", server_id=server.id, server_type=server.type)
-        for server_id in list(master.up):
-            if server_id != server.id:
-                self._call(server_id, "add_servers", specs=[server_spec(server)])
-        return self._records([member])[0]
-
-    def _from_file(self, section: str) -> ServerConfig:
-        path = self.master.cluster.path
-        server_id = section[len("server:"):] if section.startswith("server:") else section
-        try:
-            cluster = load(path)
-        except ConfigError as e:
-            raise GamenetError(f"{path} cannot be used now: {'; '.join(e.problems)}", 400) from None
-        try:
-            return cluster.server(server_id)
-        except KeyError:
-            raise GamenetError(f"no section [server:{server_id}] in {path}", 404) from None
-
-    def _from_spec(self, spec: Any) -> ServerConfig:
-        try:
-            return server_from_spec(spec, self.master.cluster)
-        except ConfigError as e:
-            raise GamenetError("; ".join(e.problems), 400) from None
-
-    def _check(self, server: ServerConfig) -> None:
-        if server.id in self._members:
-            raise GamenetError(f"server {server.id} already exists", 409)
-        if not any(member.server.type == server.type for member in self._members.values()):
-            raise GamenetError(self._unknown_type(server.type), 400)
-        if server.host not in self.hosts:
-            raise GamenetError(f"host {server.host} of server {server.id} is not this machine: "
-                               "a master starts only servers of its own host", 400)
-        taken = self._ports_taken()
-        for key, port in server_ports(server).items():
-            other = taken.get((server.host, port))
-            if other is not None:
-                raise GamenetError(f"{key} {port} of server {server.id} is also {other}", 409)
-            reason = self.bindable(server.host, port)
-            if reason is not None:
-                raise GamenetError(f"{key} {port} of server {server.id} cannot be opened on {server.host}: {reason}",
-                                   409)
-
-    def _ports_taken(self) -> dict[tuple[str, int], str]:
         cluster = self.master.cluster
-        taken = {
-            (member.server.host, port): f"[server:{member.server.id}] {key}"
-            for member in self._members.values() for key, port in server_ports(member.server).items()
-        }
-        if cluster.master_port:
-            taken[cluster.master_host, cluster.master_port] = "[cluster] master_port"
-        if cluster.admin_port:
-            taken[cluster.admin_host, cluster.admin_port] = "[cluster] admin_port"
-        return taken
+        server = from_file(cluster, section) if section is not None else from_spec(cluster, spec)
+        check(server, cluster, self._members, self.hosts, self.bindable)
+        return self._records([self.changes.add(server)])[0]
 
     def remove(self, server_id: str) -> None:
         """
@@ -589,36 +376,15 @@ class Fleet:
         """
         member = self._get(server_id)
         self._here([member], True, running=False)
-        if server_id in self._removing:
+        if server_id in self.changes.removing:
             raise GamenetError(f"server {server_id} is being removed already", 409)
         log.info("admin: removing server {server_id}", server_id=server_id)
         self._halt(member)
         if member.pid is None:
-            self._forget(member)
+            self.changes.forget(member)
             return
-        self._removing.add(server_id)
+        self.changes.removing.add(server_id)
         self.supervisor.stop_processes([server_id])
-
-    def _forget(self, member: _Member) -> None:
-        server_id = member.server.id
-        master, supervisor = self.master, self.supervisor
-        del self._members[server_id]
-        self._removing.discard(server_id)
-        servers = tuple(server for server in master.cluster.servers if server.id != server_id)
-        master.cluster = attrs.evolve(master.cluster, servers=servers)
-        master.local[:] = [server for server in master.local if server.id != server_id]
-        try:
-            supervisor.removeProcess(server_id)
-        except KeyError:
-            pass
-        supervisor.held.discard(server_id)
-        supervisor.no_restart.discard(server_id)
-        if self._added.pop(server_id, None) is None:
-            self._removed.add(server_id)
-        for other in list(master.up):
-            if other != server_id:
-                self._call(other, "remove_servers", ids=[server_id])
-        log.info("admin: removed server {server_id}", server_id=server_id)
 
     # Clients
 

@@ -7,10 +7,11 @@ record as compact JSON::
     {"client_port": 3010, "frontend": true, "host": "10.0.0.5", "id": "connector-1",
      "metadata": {}, "node_port": 4010, "type": "connector"}
 
-(plus C{client_host} when a frontend sets one). The key is written with
-C{SET ... PX} for C{discovery_ttl} and renewed every C{discovery_ttl / 3}, so
-it outlives a server only briefly. Joins and leaves are announced on the
-channel C{gamenet:<cluster>:db<redis_db>:membership} as
+(plus C{client_host} when a frontend sets one; L{gamenet.cluster.records}
+encodes and decodes it). The key is written with C{SET ... PX} for
+C{discovery_ttl} and renewed every C{discovery_ttl / 3}, so it outlives a
+server only briefly. Joins and leaves are announced on the channel
+C{gamenet:<cluster>:db<redis_db>:membership} as
 C{{"event": "join"|"leave", "server": {record}}}.
 
 Every server keeps its view of the cluster (C{app.registry}, which the node's
@@ -74,8 +75,9 @@ from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
 from .. import redis
-from ..config import FrontendOptions, ServerConfig
+from ..config import ServerConfig
 from ..redis import RedisUnavailable, bounded
+from .records import decode_server, encode_server
 
 if TYPE_CHECKING:
     from ..app import Application
@@ -86,63 +88,6 @@ JOIN = "join"
 LEAVE = "leave"
 SCAN_COUNT = 200
 MGET_CHUNK = 500
-
-
-def encode_server(server: ServerConfig) -> dict[str, Any]:
-    """
-    The record of a server in Redis: what its peers need to reach it.
-    """
-    record: dict[str, Any] = {
-        "id": server.id,
-        "type": server.type,
-        "host": server.host,
-        "node_port": server.node_port,
-        "frontend": server.frontend,
-        "client_port": server.client_port,
-        "metadata": {},
-    }
-    if server.frontend and server.options is not None and server.options.client_host:
-        record["client_host"] = server.options.client_host
-    return record
-
-
-def _whole(value: Any, low: int, high: int, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise ValueError(f"{name} is not a number from {low} to {high}: {value!r}")
-    return value
-
-
-def _text(value: Any, name: str) -> str:
-    if not isinstance(value, str) or not value:
-        raise ValueError(f"{name} is not a non-empty string: {value!r}")
-    return value
-
-
-def decode_server(record: Any) -> ServerConfig:
-    """
-    The L{ServerConfig} of a record from Redis. A frontend's options are not
-    needed by its peers and are left out, except C{client_host} (a gate
-    tells clients where to connect).
-
-    @raise ValueError: the record is malformed.
-    """
-    if not isinstance(record, dict):
-        raise ValueError(f"not a JSON object: {record!r}")
-    frontend = record.get("frontend", False)
-    if not isinstance(frontend, bool):
-        raise ValueError(f"frontend is not true or false: {frontend!r}")
-    client_host = record.get("client_host") or ""
-    if not isinstance(client_host, str):
-        raise ValueError(f"client_host is not a string: {client_host!r}")
-    return ServerConfig(
-        _text(record.get("id"), "id"),
-        _text(record.get("type"), "type"),
-        _text(record.get("host"), "host"),
-        _whole(record.get("node_port"), 1, 65535, "node_port"),
-        frontend,
-        _whole(record.get("client_port", 0), 0, 65535, "client_port") if frontend else 0,
-        FrontendOptions(client_host=client_host) if frontend and client_host else None,
-    )
 
 
 def _dumps(value: Any) -> str:
