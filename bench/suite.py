@@ -1,5 +1,5 @@
 """
-The benchmark suite: every script of bench/ in one run, and issue 6's targets checked against their figures.
+The benchmark suite: every script of bench/ in one run, and issues 6 and 17's targets checked against their figures.
 
     .venv/bin/python bench/suite.py [--out DIR] [--quick] [--only NAME,...] [--py-spy DIR] [--profile DIR]
 
@@ -17,7 +17,13 @@ loopback ports, and runs the load robot against them):
 - C{idle.py}: 1,000 and 10,000 idle WebSocket connections held with
   heartbeats every 30 s (gamenet's default), and 10,000 with heartbeats
   every 10 s (C{idle-10s});
-- C{storage.py}: Redis session storage against memory storage.
+- C{storage.py}: Redis session storage against memory storage;
+- C{versus.py --rounds 3} (C{pinus}): gamenet against pinus (bench/pinus/,
+  installed with C{npm ci} when missing; skipped, saying why, without node
+  and npm) on four paths: frontend-local echo, forwarded echo and the chat
+  demo with 10 rooms of 10 and with 2 rooms of 200;
+- C{reuseport.py --rounds 3}: one frontend process against two sharing one
+  client port (C{reuse_port}).
 
 Each script's output goes to the terminal and to C{DIR/NAME.txt}, its JSON
 to C{DIR/NAME.json} (C{DIR} defaults to C{bench-results} in the current
@@ -56,6 +62,8 @@ FULL = {
     "idle": ("idle", []),
     "idle-10s": ("idle", ["--connections", "10000", "--heartbeat", "10"]),
     "storage": ("storage", []),
+    "pinus": ("versus", ["--rounds", "3"]),
+    "reuseport": ("reuseport", ["--rounds", "3"]),
 }
 QUICK = {
     "echo": ("echo", ["--rounds", "1", "--seconds", "3", "--clients", "20"]),
@@ -66,6 +74,8 @@ QUICK = {
     "idle": ("idle", ["--connections", "1000", "--seconds", "5"]),
     "idle-10s": ("idle", ["--connections", "1000", "--heartbeat", "10", "--seconds", "5"]),
     "storage": ("storage", ["--sessions", "100", "--writes", "20"]),
+    "pinus": ("versus", ["--quick"]),
+    "reuseport": ("reuseport", ["--rounds", "1", "--seconds", "3", "--clients", "20", "--steps", "500"]),
 }
 
 
@@ -132,10 +142,11 @@ def _verdict(ok: bool) -> str:
 
 def targets(out: Path, names: list[str]) -> list[str]:
     """
-    One line per target of issue 6 whose benchmark ran: the figure, the aim, met or missed.
+    One line per target (issues 6 and 17) whose benchmark ran: the figure, the aim, met or missed.
     """
     checks: dict[str, Callable[[Any], list[str]]] = {
         "echo": _echo, "metrics": _metrics, "protobuf": _protobuf, "forward": _forward, "channel": _channel, "idle": _idle, "idle-10s": _idle,
+        "pinus": _versus,
     }
     lines = []
     for name in names:
@@ -184,6 +195,13 @@ def _channel(document: dict[str, Any]) -> list[str]:
     line = (f"channel push to {target['members']:,} members over two connectors: median send to last delivery "
             f"{ms:.1f} ms")
     return [line + (f" (aim < 20 ms at 1,000): {_verdict(ms < 20)}" if target["members"] == 1000 else "")]
+
+
+def _versus(document: dict[str, Any]) -> list[str]:
+    if "skipped" in document:
+        return [f"gamenet against pinus: skipped ({document['skipped']})"]
+    return [f"gamenet/pinus {name}: CPU per message {p['cpu_ratio']:.2f}x (aim <= {p['aim']}x): "
+            f"{_verdict(p['met'])}; rate {p['rate_ratio']:.2f}x" for name, p in document["paths"].items()]
 
 
 def _idle(document: dict[str, Any]) -> list[str]:

@@ -13,7 +13,7 @@ from twisted.logger import Logger
 
 from ._pomelo import RESERVED, PomeloApplication
 from ._settle import settle
-from .channel import ChannelService
+from .channel import MOVE_ROUTE, ChannelService
 from .cluster import BackendSessionService, ClusterNode
 from .cluster.recovery import Recovery
 from .cluster.registry import ServerRegistry
@@ -32,6 +32,8 @@ from .metrics import attach as attach_metrics
 from .protocol.routes import RouteDictionary
 from .session import SessionService
 from .session.keeper import SettingsKeeper
+from .session.unique import attach as attach_unique
+from .session.suspend import Resumer
 from .transaction import attach as attach_transactions
 from .storage import choose_storage
 from .storage.blocked import block_store
@@ -54,6 +56,9 @@ class Application(PomeloApplication, MultiService):
     @ivar env: the environment name (C{--env}, else C{[cluster] env}).
     @ivar sessions: the L{SessionService} (frontends only, else C{None}).
     @ivar frontend: the client connections' shared state (frontends only).
+    @ivar unique_sessions: with C{unique_session = cluster}, what keeps one
+        session per uid across the frontends of its type (see
+        L{gamenet.session.unique}); else C{None}.
     @ivar dispatcher: serves this server's routes.
     @ivar dictionary: the cluster's route dictionary.
     @ivar hooks: filters and hooks (see L{gamenet.hooks}).
@@ -113,7 +118,9 @@ class Application(PomeloApplication, MultiService):
             self.sessions = SessionService(server_id, options.single_session, self.emit)
         self.channels = ChannelService(self)
         self.node = ClusterNode(self, node_connect, use_master)
+        self.node.remotes[MOVE_ROUTE] = self.channels.move_member
         self.node.setServiceParent(self)
+        self.unique_sessions = attach_unique(self)
         self.metrics = attach_metrics(self)
         self.http = attach_http(self)
         self.crons = attach_crons(self)
@@ -460,7 +467,9 @@ class Application(PomeloApplication, MultiService):
     def on(self, event: str, fn: Callable[..., Any]) -> Application:
         """
         Listen to an application event: C{start_server}, C{stop_server},
-        C{bind_session}, C{unbind_session}, C{close_session}, C{add_servers}
+        C{bind_session}, C{unbind_session}, C{close_session},
+        C{resume_session} (with the session, and the frontend id and session
+        id it had before it was handed over here), C{add_servers}
         (with a list of server configurations), C{remove_servers} (with a
         list of ids), or any a game emits.
         """
@@ -514,6 +523,10 @@ class Application(PomeloApplication, MultiService):
             )
             self.frontend.handshake_validators = self._handshake_validators
             cluster = self.cluster
+            resumer = Resumer(self.sessions, cluster.secret, options.resume_window, options.resume_buffer,
+                              self.reactor, lambda i: getattr(self.server_by_id(i), "type", None) == self.server_type,
+                              self.node.sys_call, self.channels.move_everywhere)
+            resumer.encode, resumer.metrics = self.frontend.session_push, self.frontend.metrics
             self.sessions.keeper = SettingsKeeper(
                 choose_storage(cluster, self._registrations, self, self.reactor), self.sessions, self.reactor, cluster.storage_timeout,
                 cluster.storage_heartbeat,

@@ -16,6 +16,7 @@ from twisted.internet.defer import Deferred, succeed
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from .cluster import wire
 from .errors import Unavailable
 
 if TYPE_CHECKING:
@@ -24,6 +25,9 @@ if TYPE_CHECKING:
     from .config import ServerConfig
 
 log = Logger()
+
+MOVE_ROUTE = "sys.channels.moveMember"
+"""The remote every server serves with L{ChannelService.move_member}."""
 
 
 class Channel:
@@ -317,6 +321,48 @@ class ChannelService:
             log.info("channel {name} now routes away from {server_id}: dropped", name=name,
                      server_id=self.app.server_id)
             self.destroy_channel(name)
+
+    async def move_member(self, uid: str, from_id: str, to_id: str) -> int:
+        """
+        Member C{uid} on frontend C{from_id} is now on C{to_id}, in every
+        channel of this server (its session was resumed there, see
+        C{doc/sessions.md}); its place in join order is kept. Fires once
+        every push this server sent to C{from_id} before has arrived there
+        (a ping after them on the same link is answered), so that each push
+        to the member is held by exactly one of the two frontends.
+
+        @return: how many channels it moved in.
+        """
+        moved = 0
+        for channel in self._channels.values():
+            if channel._members.get(uid) == from_id:
+                channel._members[uid] = to_id
+                moved += 1
+        link = self.app.node.links.get(from_id) if from_id != self.app.server_id else None
+        if moved and link is not None and link.up:
+            await link.call(wire.PING, b"", "move ping")
+        return moved
+
+    def move_everywhere(self, uid: str, from_id: str, to_id: str) -> Deferred[None]:
+        """
+        L{move_member} on every server this one reaches (itself included),
+        all at once; fires when each has answered or failed (a failure is logged).
+        """
+        return Deferred.fromCoroutine(self._move_everywhere(uid, from_id, to_id))
+
+    async def _move_everywhere(self, uid: str, from_id: str, to_id: str) -> None:
+        node = self.app.node
+        calls = {
+            server.id: node.call_remote(server.id, MOVE_ROUTE, [uid, from_id, to_id])
+            for server in self.app.registry
+            if server.id == self.app.server_id or (server.id in node.links and node.links[server.id].up)
+        }
+        for server_id, d in calls.items():
+            try:
+                await d
+            except Exception as e:
+                log.warn("{uid} was not moved to {to_id} in the channels of {server_id}: {error}", uid=uid,
+                         to_id=to_id, server_id=server_id, error=e)
 
     @property
     def channels(self) -> list[str]:

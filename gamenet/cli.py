@@ -61,10 +61,11 @@ COMMANDS = {"bench": bench, **{name: _admin(name) for name in ADMIN_COMMANDS}}
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] not in COMMANDS:
+        asked = argv[:1] in (["-h"], ["--help"])
         print("usage: gamenet bench [options]   (gamenet bench --help for the options)\n"
               f"       gamenet {'|'.join(ADMIN_COMMANDS)} [options]   (gamenet list --help, ...)",
-              file=sys.stderr)
-        return 2
+              file=sys.stdout if asked else sys.stderr)
+        return 0 if asked else 2
     return COMMANDS[argv[0]](argv[1:])
 
 

@@ -778,14 +778,27 @@ class ConsoleTests(TestCase):
         """
         An unknown command prints the usage and ends with status 2.
         """
-        stderr, sys.stderr = sys.stderr, io.StringIO()
-        try:
-            code = console.main(["nope"])
-            text = sys.stderr.getvalue()
-        finally:
-            sys.stderr = stderr
+        code, text = self.console(["nope"], "stderr")
         self.assertEqual(code, 2)
         self.assertIn("gamenet list|status|stop|kill|restart|add|remove|kick|block|unblock|broadcast", text)
+
+    def test_help(self) -> None:
+        """
+        C{gamenet --help} prints the usage on standard output and ends with
+        status 0.
+        """
+        code, text = self.console(["--help"], "stdout")
+        self.assertEqual(code, 0)
+        self.assertIn("usage: gamenet bench", text)
+
+    def console(self, argv: list[str], stream: str) -> tuple[int, str]:
+        """
+        Run C{gamenet} with C{argv}: its status and what it wrote to
+        C{sys.<stream>}.
+        """
+        written = io.StringIO()
+        self.patch(sys, stream, written)
+        return console.main(argv), written.getvalue()
 
     async def test_unreachableProcess(self) -> None:
         """

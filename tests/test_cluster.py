@@ -7,6 +7,10 @@ from __future__ import annotations
 
 from twisted.cred.credentials import UsernamePassword
 from twisted.internet.defer import Deferred
+from twisted.internet.error import ConnectionDone
+from twisted.internet.task import Clock
+from twisted.logger import formatEvent, globalLogPublisher
+from twisted.python.failure import Failure
 from twisted.spread import pb
 from twisted.spread.flavors import NoSuchMethod
 from twisted.test import iosim
@@ -14,6 +18,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from gamenet import GamenetError, Handler, Refused, Remote, handler, remote
 from gamenet.cluster import RemoteError
+from gamenet.cluster.node import NodeLink
 from gamenet.testing import MemoryCluster, backend, cluster_config, frontend
 
 
@@ -176,6 +181,20 @@ class ForwardingTests(SynchronousTestCase):
         client = self.cluster.client("connector-1")
         self.assertEqual(self.request(client, "area.areaRemote.echo", ["x"])["code"], 404)
         self.assertEqual(self.request(client, "sys.sys.kick_uid", ["bob", "x"])["code"], 404)
+        self.assertEqual(self.request(client, "nowhere.h.m")["code"], 404)
+
+    def test_typeGone(self):
+        """
+        A type of the cluster file with no server registered any more (all
+        gone from Redis discovery) answers 503, whether its route was used
+        before or not; a type the cluster does not have stays 404.
+        """
+        client = self.cluster.client("connector-1")
+        self.assertEqual(self.request(client, "area.area.where")["msg"], {})
+        app = self.cluster.apps["connector-1"]
+        app.registry.remove(["area-1", "area-2"])
+        for route in ("area.area.where", "area.area.never"):
+            self.assertEqual(self.request(client, route), {"code": 503, "message": "no area server is available"})
         self.assertEqual(self.request(client, "nowhere.h.m")["code"], 404)
 
     def test_timeout(self):
@@ -643,3 +662,25 @@ class AuthenticationTests(SynchronousTestCase):
         The right secret and a known server id log in.
         """
         self.successResultOf(self.login(b"area-2", b"test-secret"))
+
+
+class UndeliveredBatchTests(SynchronousTestCase):
+    """
+    A batch that PB could not deliver is logged with the reason in one line.
+    """
+
+    def test_connectionLost(self):
+        """
+        A batch lost with its connection (PB fails it with a
+        C{PBConnectionLost} holding the connection's Failure) is logged with
+        the connection's reason, not a Failure's repr with "Traceback".
+        """
+        lines = []
+        observer = lambda event: lines.append(formatEvent(event))  # noqa: E731
+        globalLogPublisher.addObserver(observer)
+        self.addCleanup(globalLogPublisher.removeObserver, observer)
+        link = NodeLink("connector-1", "gate-1", "secret", lambda factory: Deferred(), Clock())
+        for failure in (Failure(pb.PBConnectionLost(Failure(ConnectionDone()))),
+                        Failure(Failure(pb.PBConnectionLost(Failure(ConnectionDone()))))):
+            link._send_failed(failure)
+        self.assertEqual(lines, ["connector-1: a batch to gate-1 was not delivered: Connection was closed cleanly."] * 2)

@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import socket
 import subprocess
 import time
 from collections import deque
@@ -418,24 +417,13 @@ def _free_run(count: int, taken: Collection[int]) -> int:
     """
     The first of C{count} consecutive ports that were all free on 127.0.0.1
     a moment ago (for C{metrics_port_base}), none of them in C{taken} (the
-    ports already given to the cluster's other keys).
+    ports already given to the cluster's other keys). L{free_ports} hands
+    out ports in turn, so that a run it gives is this test's alone.
     """
     for _ in range(50):
-        [base] = free_ports(1)
-        if base + count > 65536 or any(port in taken for port in range(base, base + count)):
-            continue
-        sockets = []
-        try:
-            for port in range(base, base + count):
-                s = socket.socket()
-                sockets.append(s)
-                s.bind(("127.0.0.1", port))
-            return base
-        except OSError:
-            continue
-        finally:
-            for s in sockets:
-                s.close()
+        ports = free_ports(count)
+        if ports == list(range(ports[0], ports[0] + count)) and not any(port in taken for port in ports):
+            return ports[0]
     raise RuntimeError(f"no {count} consecutive free ports found")
 
 

@@ -23,7 +23,8 @@ from gamenet.testing import RedisServer, free_ports
 
 from ._processes import CHAT_EXAMPLE, MasterProcess, accepts, cluster_section, eventually, server_section
 from .test_chat import CHATS, CONNECTORS, LOBBY, SERVER_IDS, ChatClusterMixin, chat, left
-from .test_rooms import POLL, ChatProcessTests, RoomsMixin, room_of
+from . import test_rooms
+from .test_rooms import POLL, RoomsMixin, room_of
 
 
 class TeamsMixin(ChatClusterMixin):
@@ -278,7 +279,8 @@ class RecoveryProcessTests(TestCase):
     The chat example under its master, rooms on both chat servers, as an
     operator runs it, with static discovery; L{RedisRecoveryProcessTests}
     runs the same with C{discovery = redis}. The clients' helpers are
-    L{ChatProcessTests}'.
+    L{test_rooms.ChatProcessTests}' (reached through its module, so that
+    trial does not collect that class here a second time).
     """
 
     timeout = 120
@@ -306,15 +308,15 @@ class RecoveryProcessTests(TestCase):
         """
         return {}
 
-    listening = ChatProcessTests.listening
-    eventually = ChatProcessTests.eventually
-    close_clients = ChatProcessTests.close_clients
-    enter = ChatProcessTests.enter
-    entered = ChatProcessTests.entered
-    say = ChatProcessTests.say
-    heard_by = ChatProcessTests.heard_by
-    delivered = ChatProcessTests.delivered
-    heard_nothing_from = ChatProcessTests.heard_nothing_from
+    listening = test_rooms.ChatProcessTests.listening
+    eventually = test_rooms.ChatProcessTests.eventually
+    close_clients = test_rooms.ChatProcessTests.close_clients
+    enter = test_rooms.ChatProcessTests.enter
+    entered = test_rooms.ChatProcessTests.entered
+    say = test_rooms.ChatProcessTests.say
+    heard_by = test_rooms.ChatProcessTests.heard_by
+    delivered = test_rooms.ChatProcessTests.delivered
+    heard_nothing_from = test_rooms.ChatProcessTests.heard_nothing_from
 
     async def rooms(self) -> dict[str, list[str]]:
         """

@@ -327,10 +327,15 @@ class ClusterNode(Service):
     def forwarder(self, route: str) -> Forwarder | None:
         """
         The dispatcher's fallback: a L{Forwarder} for routes of other server
-        types of the cluster; C{None} for unknown types and C{sys}.
+        types of the cluster (registered now, or in the cluster file, so that
+        a type whose servers are all gone answers 503 rather than 404);
+        C{None} for unknown types and C{sys}.
         """
         server_type = route.split(".", 1)[0]
-        if server_type in ("sys", self.app.server_type) or not self.app.servers_by_type(server_type):
+        if server_type in ("sys", self.app.server_type):
+            return None
+        if not self.app.servers_by_type(server_type) and not any(
+                server.type == server_type for server in self.app.cluster.servers):
             return None
         return Forwarder(self, server_type)
 

@@ -12,6 +12,7 @@ from twisted.internet.defer import Deferred, succeed
 
 from ..errors import GamenetError
 from ..session import Session, SessionService
+from ..session.resume import ResumeRefused
 
 if TYPE_CHECKING:
     from ..channel import ChannelService
@@ -45,6 +46,7 @@ class SysRemote:
             "close": self.close,
             "broadcast": self.broadcast,
             "push_uids": self.push_uids,
+            "resume_take": self.resume_take,
         }
 
     def call(self, name: str, args: list[Any]) -> Any:
@@ -55,6 +57,8 @@ class SysRemote:
             a session that is gone (code 404).
         """
         function = self._calls.get(name)
+        if function is None and self.sessions.unique is not None:
+            function = self.sessions.unique.sys_calls.get(name)
         if function is None:
             raise GamenetError(f"no sys call {name}", 400)
         try:
@@ -111,7 +115,8 @@ class SysRemote:
         The exports of the live sessions bound to a uid whose setting C{key}
         equals C{value}. A closed session has already left the service, so a
         user whose connection closed is never found, even while the close
-        callbacks it set (telling backends it left) are still under way.
+        callbacks it set (telling backends it left) are still under way; a
+        suspended one (waiting for its client to resume) is found.
         """
         return [
             session.export() for session in self.sessions
@@ -157,3 +162,13 @@ class SysRemote:
                 missing.append(uid)
         failed = {session.uid for session in self.sessions.push_to(sessions, route, msg)}
         return missing + [uid for uid in uids if uid in failed]
+
+    def resume_take(self, token: str, frontend_id: str) -> Deferred[dict[str, Any]]:
+        """
+        Hand the session of resume token C{token} over to C{frontend_id}
+        (see L{Resumer.hand_over <gamenet.session.suspend.Resumer.hand_over>}).
+        """
+        resumer = self.sessions.resumer
+        if resumer is None:
+            raise ResumeRefused("resume is off on this server")
+        return resumer.hand_over(token, frontend_id)

@@ -105,6 +105,7 @@ def _validate(path: str, parser: configparser.ConfigParser, environ: Mapping[str
 
     servers: list[ServerConfig] = []
     ports: dict[tuple[str, int], str] = {}
+    clients: dict[tuple[str, int], tuple[ServerConfig, str]] = {}
     numbered = 0
     for section in parser.sections():
         if section in ("cluster", "frontend", "http"):
@@ -115,7 +116,7 @@ def _validate(path: str, parser: configparser.ConfigParser, environ: Mapping[str
         values, server = _server(reader, path, section, parser[section], frontend_defaults, http_defaults)
         server = _metrics_port(reader, section, values, server, cluster.get("metrics_port_base", 0), numbered)
         numbered += 1
-        _claim_ports(reader, section, values, ports)
+        _claim_ports(reader, section, values, ports, server, clients)
         if server is not None:
             servers.append(server)
     if not any(s.startswith("server:") for s in parser.sections()):
@@ -132,6 +133,7 @@ def _validate(path: str, parser: configparser.ConfigParser, environ: Mapping[str
         reader.problem("cluster", "master_port", f"port {master[1]} is also {ports[master]}")
     admin = _admin(reader, path, cluster, environ, ports)
     _same_schemas(reader, servers)
+    _same_unique_sessions(reader, servers)
     for key in ("crons", "transaction_log_dir"):
         if key in cluster:
             cluster[key] = _relative(path, cluster[key])
@@ -239,17 +241,66 @@ def _metrics_port(
     return attrs.evolve(server, metrics_port=port) if server is not None else None
 
 
-def _claim_ports(reader: _Reader, section: str, values: Mapping[str, Any], ports: dict[tuple[str, int], str]) -> None:
+_CLIENT_PORTS = ("client_port", "tcp_port", "ws_port")
+
+
+def _claim_ports(
+    reader: _Reader, section: str, values: Mapping[str, Any], ports: dict[tuple[str, int], str],
+    server: ServerConfig | None = None, clients: dict[tuple[str, int], tuple[ServerConfig, str]] | None = None,
+) -> None:
     """
     Record the ports of one server section in C{ports} (by host and port), and
-    report each one another section already has.
+    report each one another section already has, unless both are frontends
+    sharing a client port (see L{_unshared}).
+
+    @param server: the server of the section, when it could be built.
+    @param clients: the first frontend claiming each client port, and its
+        key, by host and port; filled here.
     """
     host = values.get("host", "")
+    clients = {} if clients is None else clients
     for key in ("node_port", "client_port", "tcp_port", "ws_port", "web_port", "metrics_port", "http_port"):
-        if values.get(key):
-            other = ports.setdefault((host, values[key]), f"[{section}] {key}")
-            if other != f"[{section}] {key}":
-                reader.problem(section, key, f"port {values[key]} is also {other}")
+        if not values.get(key):
+            continue
+        where = (host, values[key])
+        other = ports.setdefault(where, f"[{section}] {key}")
+        first = clients.get(where)
+        if server is not None and key in _CLIENT_PORTS:
+            clients.setdefault(where, (server, key))
+        if other == f"[{section}] {key}":
+            continue
+        unshared = _unshared(server, key, first)
+        if unshared is not None:
+            reader.problem(section, key, f"port {values[key]} is also {other}{unshared}")
+
+
+def _unshared(server: ServerConfig | None, key: str, first: tuple[ServerConfig, str] | None) -> str | None:
+    """
+    Why C{server} may not share its port C{key} with the frontend that
+    claimed it C{first}. Frontends of one type share a client port (the
+    kernel spreads new connections among their processes with
+    C{SO_REUSEPORT}) when each sets C{reuse_port}, under the same key, with
+    the same transport and TLS.
+
+    @return: C{None} when they may; else the end of the message C{port N is
+        also ...}: C{""} when the port is simply taken.
+    """
+    if server is None or server.options is None or first is None or first[0] is server or key not in _CLIENT_PORTS:
+        return ""
+    sharer, sharer_key = first
+    assert sharer.options is not None
+    if not (server.options.reuse_port or sharer.options.reuse_port):
+        return ""
+    if not (server.options.reuse_port and sharer.options.reuse_port):
+        return "; sharing a client port needs reuse_port = true in both"
+    if key != sharer_key:
+        return f"; a shared port must be {sharer_key} in both"
+    if server.type != sharer.type:
+        return f"; only servers of one type share a port, and that is a {sharer.type}"
+    if bool(server.options.tls_cert) != bool(sharer.options.tls_cert) or (
+            key == "client_port" and server.options.transport != sharer.options.transport):
+        return "; a shared port must have the same transport and TLS in both"
+    return None
 
 
 def _admin(
@@ -310,6 +361,23 @@ def _check_crons(reader: _Reader, path: str) -> None:
         read_crons(path)
     except ValueError as e:
         reader.problem("cluster", "crons", str(e))
+
+
+def _same_unique_sessions(reader: _Reader, servers: list[ServerConfig]) -> None:
+    """
+    The frontends of one type keep one session per uid alike: the first of
+    each type sets C{unique_session} and C{unique_session_policy} for the others.
+    """
+    first: dict[str, ServerConfig] = {}
+    for server in servers:
+        if server.options is None:
+            continue
+        model = first.setdefault(server.type, server)
+        for key in ("unique_session", "unique_session_policy"):
+            mine, theirs = getattr(server.options, key), getattr(model.options, key)
+            if mine != theirs:
+                reader.problem(f"server:{server.id}", key, f"{mine!r} differs from {theirs!r} of {model.id}; "
+                               f"every frontend of type {server.type} must have the same")
 
 
 def _same_schemas(reader: _Reader, servers: list[ServerConfig]) -> None:

@@ -10,6 +10,8 @@ import attrs
 SECRET_ENVIRONMENT = "GAMENET_SECRET"
 ADMIN_TOKEN_ENVIRONMENT = "GAMENET_ADMIN_TOKEN"
 TRANSPORTS = ("hybrid", "websocket", "tcp")
+UNIQUE_SCOPES = ("frontend", "cluster")
+UNIQUE_POLICIES = ("kick_old", "refuse")
 
 
 class ConfigError(Exception):
@@ -30,6 +32,7 @@ class FrontendOptions:
     """
 
     transport: str = "hybrid"
+    reuse_port: bool = False
     client_host: str = ""
     heartbeat: float = 30.0
     handshake_timeout: float = 10.0
@@ -42,6 +45,10 @@ class FrontendOptions:
     allowed_origins: tuple[str, ...] = ("*",)
     use_dict: bool = True
     single_session: bool = False
+    unique_session: str = "frontend"
+    unique_session_policy: str = "kick_old"
+    resume_window: float = 30.0
+    resume_buffer: int = 64 * 1024
     tls_cert: str = ""
     tls_key: str = ""
     web_port: int = 0

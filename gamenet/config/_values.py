@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from typing import Any, Callable
 
-from ._model import TRANSPORTS
+from ._model import TRANSPORTS, UNIQUE_POLICIES, UNIQUE_SCOPES
 
 def _text(value: str) -> str:
     if not value:
@@ -101,6 +101,7 @@ def _whole(value: str) -> int:
 
 _FRONTEND_KEYS: dict[str, Callable[[str], Any]] = {
     "transport": _choice(*TRANSPORTS),
+    "reuse_port": _bool,
     "client_host": str,
     "heartbeat": _seconds,
     "handshake_timeout": _positive_seconds,
@@ -113,6 +114,10 @@ _FRONTEND_KEYS: dict[str, Callable[[str], Any]] = {
     "allowed_origins": _words,
     "use_dict": _bool,
     "single_session": _bool,
+    "unique_session": _choice(*UNIQUE_SCOPES),
+    "unique_session_policy": _choice(*UNIQUE_POLICIES),
+    "resume_window": _seconds,
+    "resume_buffer": _positive_int,
     "tls_cert": str,
     "tls_key": str,
     "web_port": _port,

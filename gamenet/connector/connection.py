@@ -2,7 +2,8 @@
 One client connection, whatever carries it: the state machine behind every connector.
 
 States: C{HANDSHAKE} (waiting for the client's handshake), C{VALIDATING} (the
-application's handshake validators are deciding), C{WAIT_ACK} (answer sent,
+application's handshake validators are deciding, then the session to resume
+is fetched when the client presents a resume token), C{WAIT_ACK} (answer sent,
 waiting for the ack), C{WORKING}, C{CLOSED}. The transport-specific part
 is a L{Link}: raw TCP or a WebSocket, with or without TLS.
 """
@@ -20,7 +21,6 @@ from twisted.internet.interfaces import IPushProducer
 from .._settle import settle
 from ..dispatch import UNREAD
 from ..errors import BadRequest, GamenetError
-from ..hooks import DROP
 from ..protocol import handshake, message, package, serializer
 from ..protocol.errors import ProtocolError
 from ..protocol.protobuf import Codec, ProtobufError, Protos
@@ -66,8 +66,8 @@ class Link(Protocol):
     def send(self, data: bytes) -> None:
         """
         Write encoded packages (one WebSocket message, or bytes on a stream).
-        What is written while a read is handled may be held until the read
-        ends, but never past a L{close} or an L{abort}.
+        What is written while a read or a node-link batch is handled may be
+        held until it ends, but never past a L{close} or an L{abort}.
         """
 
     def close(self) -> None:
@@ -89,7 +89,7 @@ _UNDECODABLE = object()  # _from_protobuf's answer for a body that does not deco
 # error (whose text names what was wrong) as "protocol error".
 KICK_REASONS = frozenset({
     "rate limit exceeded", "handshake timeout", "heartbeat timeout", "server shutting down", "kicked by admin",
-    "address blocked", "replaced", "protocol error", "other",
+    "address blocked", "replaced", "logged in elsewhere", "resumed elsewhere", "protocol error", "other",
 })
 
 
@@ -112,7 +112,8 @@ class Connection:
     __slots__ = (
         "frontend", "link", "state", "session", "pitaya", "decoder", "opened_tick",
         "last_tick", "_window", "_count", "_paused", "_queue", "_queued", "_close_reason",
-        "_closed", "_abort_call", "in_flight", "answer_codecs", "opened_at", "received", "sent", "__weakref__",
+        "_closed", "_abort_call", "in_flight", "answer_codecs", "opened_at", "received", "sent", "resumable",
+        "__weakref__",
     )
 
     def __init__(self, frontend: Frontend, link: Link) -> None:
@@ -135,6 +136,7 @@ class Connection:
         self.answer_codecs: dict[int, Codec] = {}
         self.opened_at = frontend.clock.seconds()
         self.received = self.sent = 0
+        self.resumable = False
         frontend.opened(self)
 
     def __repr__(self) -> str:
@@ -241,6 +243,33 @@ class Connection:
             self._accept(request, user)
 
     def _accept(self, request: handshake.HandshakeRequest, user: Any) -> None:
+        resumer = self.frontend.sessions.resumer
+        wanted = resumer.wanted(request.user) if resumer is not None else None
+        self.resumable = wanted is not None
+        if isinstance(wanted, str):
+            # The session comes back (see gamenet.session.suspend), or the handshake is refused.
+            self.state = State.VALIDATING
+            resumer.resume(wanted).addCallbacks(  # type: ignore[union-attr]
+                self._resumed, self._resume_refused, callbackArgs=(request, user))
+            return
+        self._answer(request, user)
+
+    def _resumed(self, session: Session, request: handshake.HandshakeRequest, user: Any) -> None:
+        if self.state is _CLOSED or self._close_reason:
+            self.frontend.sessions.closed(session, "connection lost")
+            return
+        self.session = session
+        answer = {"resumed": True, "uid": session.uid, "token": session.resume_token}
+        self._answer(request, {**user, **answer} if isinstance(user, dict) else answer)
+
+    def _resume_refused(self, failure: Any) -> None:
+        error = failure.value
+        if not isinstance(error, GamenetError):
+            log.failure("resume failed for {peer}", failure, peer=self.link.peer)
+            error = GamenetError("resume failed", 410)
+        self._refuse(error.code, error.message)
+
+    def _answer(self, request: handshake.HandshakeRequest, user: Any) -> None:
         self.pitaya = request.pitaya
         self.state = State.WAIT_ACK
         self.write(package.encode(package.HANDSHAKE, self.frontend.responder.accept(request, user)))
@@ -255,7 +284,12 @@ class Connection:
 
     def _on_ack(self) -> None:
         self.state = State.WORKING
-        self.session = self.frontend.sessions.create(self, self.link.peer, self.link.transport_name)
+        sessions = self.frontend.sessions
+        if self.session is None:
+            self.session = sessions.create(self, self.link.peer, self.link.transport_name)
+            self.session.resumable = self.resumable
+        elif sessions.resumer is not None:
+            sessions.resumer.attach(self.session, self)
         if self.frontend.options.heartbeat:
             self.write(package.HEARTBEAT_PACKAGE)
 
@@ -392,11 +426,8 @@ class Connection:
         """
         if self.state is not _WORKING:
             return False
-        for hook in self.frontend.hooks.for_route(route).send:
-            msg = hook(self.session, route, msg)
-            if msg is DROP:
-                return False
-        return self.write(self.frontend.push_package(route, msg))
+        data = self.frontend.session_push(self.session, route, msg)
+        return data is not None and self.write(data)
 
     def kick(self, reason: str) -> Deferred[None]:
         """

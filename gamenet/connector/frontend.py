@@ -13,7 +13,7 @@ from twisted.internet.task import LoopingCall, deferLater
 from twisted.logger import Logger
 
 from ..config import FrontendOptions
-from ..hooks import HookRegistry
+from ..hooks import DROP, HookRegistry
 from ..protocol import message, package, serializer
 from ..protocol.handshake import HandshakeResponder
 from ..protocol.protobuf import Protos, load_dir
@@ -137,6 +137,8 @@ class Frontend:
         """
         if self._sweeper.running:
             self._sweeper.stop()
+        if self.sessions.resumer is not None:
+            self.sessions.resumer.stop(reason)
         for socket in list(self.pending):
             socket.transport.abortConnection()
         if not self.connections:
@@ -230,6 +232,19 @@ class Frontend:
         else:
             body = msg if isinstance(msg, bytes) else serializer.dumps(msg)
         return package.encode(package.DATA, message.encode_push(route, body, self._route_to_code.get(route)))
+
+    def session_push(self, session: Any, route: str, msg: Any) -> bytes | None:
+        """
+        A push to one session as a package, through the route's C{send}
+        hooks; C{None} when a hook dropped it.
+
+        @raise ValueError: as L{push_package}.
+        """
+        for hook in self.hooks.for_route(route).send:
+            msg = hook(session, route, msg)
+            if msg is DROP:
+                return None
+        return self.push_package(route, msg)
 
     def _shared_push(self, route: str, msg: Any) -> bytes | None:
         if self.hooks.for_route(route).send:

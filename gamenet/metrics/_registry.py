@@ -34,6 +34,11 @@ _FRONTEND_COUNTERS = {
     "requests": ("client_messages", "Requests and notifies decoded from clients."),
     "error_responses": ("client_error_answers", "Answers with an error code written to clients."),
     "responses_dropped": ("client_answers_dropped", "Answers dropped: the connection was gone."),
+    "suspended": ("client_sessions_suspended", "Sessions kept for resume after their connection dropped."),
+    "resumes": ("client_resumes", "Sessions resumed (here, or taken from another frontend)."),
+    "resumes_refused": ("client_resumes_refused", "Resumes refused: wrong, used or expired token."),
+    "resumes_expired": ("client_resumes_expired", "Suspended sessions not resumed within resume_window."),
+    "resume_buffer_full": ("client_resume_buffer_full", "Suspended sessions given up: resume_buffer passed."),
 }
 # SettingsKeeper.metrics keys: storage calls by kind, and the other counters.
 _STORAGE_CALLS = {"storage_writes": "write", "storage_queries": "query", "storage_deletes": "delete",
