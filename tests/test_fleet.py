@@ -17,8 +17,9 @@ from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
 from gamenet.admin import stats
-from gamenet.admin.additions import server_ports
+from gamenet.admin.additions import check, server_ports
 from gamenet.admin.fleet import Fleet
+from gamenet.admin.members import Member
 from gamenet.admin.interfaces import IMaster, ISupervisor
 from gamenet.cluster.master import MasterService, Supervisor
 from gamenet.config import ServerConfig, server_spec
@@ -725,6 +726,25 @@ class AddTests(FleetTestCase):
         self.master.cluster = attrs.evolve(self.master.cluster, master_port=3005, admin_port=3006)
         self.assertNothingAdded(409, "is also [cluster] master_port", spec={**self.spec, "node_port": 3005})
         self.assertNothingAdded(409, "is also [cluster] admin_port", spec={**self.spec, "node_port": 3006})
+
+    def test_sharedClientPort(self):
+        """
+        A frontend may take the client port of one of its type when both set
+        C{reuse_port} (it opens it with C{SO_REUSEPORT} beside it); without
+        that on both, the port is a 409 saying so.
+        """
+        shared = frontend("connector-9", "connector", client_port=3050, node_port=4059, reuse_port=True)
+        members = {"connector-1": Member(frontend("connector-1", "connector", client_port=3050, node_port=4050,
+                                                  reuse_port=True), True)}
+        refused: list[int] = []
+        check(shared, self.master.cluster, members, {"127.0.0.1"}, lambda host, port: refused.append(port))
+        self.assertEqual(refused, [4059])
+        members = {"connector-1": Member(SERVERS[1], True)}
+        with self.assertRaises(GamenetError) as raised:
+            check(shared, self.master.cluster, members, {"127.0.0.1"}, lambda host, port: None)
+        self.assertEqual((raised.exception.code, raised.exception.message),
+                         (409, "client_port 3050 of server connector-9 is also [server:connector-1] client_port; "
+                               "sharing a client port needs reuse_port = true in both"))
 
     def test_portInUse(self):
         """

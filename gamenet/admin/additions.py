@@ -15,7 +15,7 @@ import attrs
 from twisted.logger import Logger
 
 from ..cluster.master import child_command, child_environment, own_address
-from ..config import ClusterConfig, ConfigError, ServerConfig, load, server_from_spec, server_spec
+from ..config import ClusterConfig, ConfigError, ServerConfig, load, server_from_spec, server_spec, unshared
 from ..errors import GamenetError
 from .interfaces import IMaster, ISupervisor
 from .members import Member, unknown_type
@@ -84,7 +84,8 @@ def check(server: ServerConfig, cluster: ClusterConfig, members: Mapping[str, Me
     @param hosts: the names of this machine.
     @param bindable: tells why a port cannot be opened on a host, or C{None}.
     @raise GamenetError: 400 for an unknown type or another machine's host;
-        409 for an id that exists or a port another server has or that
+        409 for an id that exists or a port another server has (unless both
+        may share it, see L{unshared<gamenet.config.unshared>}) or that
         cannot be opened.
     """
     if server.id in members:
@@ -98,22 +99,32 @@ def check(server: ServerConfig, cluster: ClusterConfig, members: Mapping[str, Me
     for key, port in server_ports(server).items():
         other = taken.get((server.host, port))
         if other is not None:
-            raise GamenetError(f"{key} {port} of server {server.id} is also {other}", 409)
+            where, sharer = other
+            refused = unshared(server, key, sharer)
+            if refused is None:
+                continue  # opened with SO_REUSEPORT beside the sharer's
+            raise GamenetError(f"{key} {port} of server {server.id} is also {where}{refused}", 409)
         reason = bindable(server.host, port)
         if reason is not None:
             raise GamenetError(f"{key} {port} of server {server.id} cannot be opened on {server.host}: {reason}",
                                409)
 
 
-def _ports_taken(cluster: ClusterConfig, members: Iterable[Member]) -> dict[tuple[str, int], str]:
-    taken = {
-        (member.server.host, port): f"[server:{member.server.id}] {key}"
+def _ports_taken(
+    cluster: ClusterConfig, members: Iterable[Member],
+) -> dict[tuple[str, int], tuple[str, tuple[ServerConfig, str] | None]]:
+    """
+    Every port of the fleet by host and port: where it is set, and the
+    server and key that have it (C{None} for the master's own).
+    """
+    taken: dict[tuple[str, int], tuple[str, tuple[ServerConfig, str] | None]] = {
+        (member.server.host, port): (f"[server:{member.server.id}] {key}", (member.server, key))
         for member in members for key, port in server_ports(member.server).items()
     }
     if cluster.master_port:
-        taken[cluster.master_host, cluster.master_port] = "[cluster] master_port"
+        taken[cluster.master_host, cluster.master_port] = ("[cluster] master_port", None)
     if cluster.admin_port:
-        taken[cluster.admin_host, cluster.admin_port] = "[cluster] admin_port"
+        taken[cluster.admin_host, cluster.admin_port] = ("[cluster] admin_port", None)
     return taken
 
 

@@ -7,7 +7,7 @@ their parsers in C{_values}, reading a file in C{_load}, server specs in
 C{_spec}. Tested in C{tests/test_config.py}.
 """
 
-from ._load import load
+from ._load import load, unshared
 from ._model import (
     ADMIN_TOKEN_ENVIRONMENT,
     SECRET_ENVIRONMENT,
@@ -32,4 +32,5 @@ __all__ = [
     "load",
     "server_from_spec",
     "server_spec",
+    "unshared",
 ]

@@ -251,7 +251,7 @@ def _claim_ports(
     """
     Record the ports of one server section in C{ports} (by host and port), and
     report each one another section already has, unless both are frontends
-    sharing a client port (see L{_unshared}).
+    sharing a client port (see L{unshared}).
 
     @param server: the server of the section, when it could be built.
     @param clients: the first frontend claiming each client port, and its
@@ -269,12 +269,12 @@ def _claim_ports(
             clients.setdefault(where, (server, key))
         if other == f"[{section}] {key}":
             continue
-        unshared = _unshared(server, key, first)
-        if unshared is not None:
-            reader.problem(section, key, f"port {values[key]} is also {other}{unshared}")
+        refused = unshared(server, key, first)
+        if refused is not None:
+            reader.problem(section, key, f"port {values[key]} is also {other}{refused}")
 
 
-def _unshared(server: ServerConfig | None, key: str, first: tuple[ServerConfig, str] | None) -> str | None:
+def unshared(server: ServerConfig | None, key: str, first: tuple[ServerConfig, str] | None) -> str | None:
     """
     Why C{server} may not share its port C{key} with the frontend that
     claimed it C{first}. Frontends of one type share a client port (the
