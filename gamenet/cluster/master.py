@@ -2,7 +2,9 @@
 The master: starts this machine's servers as child processes, restarts the
 ones that die, and tells every server which servers are up.
 
-It is a supervisor, not a message path: client traffic never passes through it.
+It is a supervisor, not a message path: client traffic never passes through
+it. A master that dies leaves its servers serving; the next one adopts them
+(L{gamenet.cluster.adopt}). A master stopped cleanly stops its servers.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from ..config import ClusterConfig, ServerConfig
 from ..connector.listener import ListenError, listen
 from ..errors import GamenetError, Timeout, Unavailable
 from ..protocol import serializer
+from .adopt import Adopted, adoptable, pid_path, remove_pid, runs_server, write_pid
 from .node import CallFailed, SecretChecker, node_tls_options, remote_error
 
 log = Logger()
@@ -87,7 +90,8 @@ def child_command(cluster: ClusterConfig, server: ServerConfig, env: str | None)
 def child_environment() -> dict[str, str]:
     """
     The environment of a child: the master's, and the master's process id,
-    so that a child can tell when the master is gone.
+    so that a child can tell when the master is gone (and then write its
+    output to a file, see L{gamenet.cluster.adopt.detach_output}).
     """
     return {**os.environ, PARENT_ENVIRONMENT: str(os.getpid())}
 
@@ -115,6 +119,11 @@ class Supervisor(ProcessMonitor):
     A process monitor that knows which servers must not be restarted, and
     whose C{stopService} waits until its children have exited.
 
+    With a cluster, it keeps a pid file of each child it starts (see
+    L{gamenet.cluster.adopt}), and a server still running from an earlier
+    master is adopted rather than started again: it is signalled by pid and
+    polled, and started as a child once it is gone.
+
     @ivar held: children stopped on purpose (by the admin service): not
         restarted until L{start_process}.
     @ivar process_listeners: called with C{(name, pid)} when a child starts
@@ -126,9 +135,10 @@ class Supervisor(ProcessMonitor):
     killTime = 10
     log = _ChildLog()
 
-    def __init__(self, reactor: Any, no_restart: set[str]) -> None:
+    def __init__(self, reactor: Any, no_restart: set[str], cluster: ClusterConfig | None = None) -> None:
         super().__init__(reactor)
         self.no_restart = no_restart
+        self.cluster = cluster
         self._exits: dict[str, list[Deferred[None]]] = {}
         self._stopping: set[str] = set()
         self.held: set[str] = set()
@@ -143,6 +153,8 @@ class Supervisor(ProcessMonitor):
         else:
             log.warn("server {name} died: {reason}", name=name,
                      reason=reason.getErrorMessage() if reason is not None else "")
+        if self.cluster is not None:
+            remove_pid(pid_path(self.cluster, name), None)
         super()._monitoredProcessExited(name, reason)
         delayed = self.restart.get(name)
         if delayed is not None and delayed.active():
@@ -159,7 +171,23 @@ class Supervisor(ProcessMonitor):
         self._tell(name, None)
 
     def startProcess(self, name: str) -> None:
-        super().startProcess(name)
+        if name in self.protocols:
+            return
+        cluster = self.cluster
+        pid = adoptable(cluster, name) if cluster is not None else None
+        if cluster is not None and pid is not None:
+            log.info("server {name} still runs from an earlier master (pid {pid}): adopted", name=name, pid=pid)
+            # It has run for a while under the earlier master: when it dies it
+            # is restarted at once, not after a quick exit's delay.
+            self.timeStarted[name] = self._clock.seconds() - self.threshold
+            self.protocols[name] = Adopted(  # type: ignore[assignment]
+                name, pid, lambda pid: runs_server(pid, cluster.path, name), self._monitoredProcessExited,
+                self._clock)
+        else:
+            super().startProcess(name)
+            pid = self.pid(name)
+            if cluster is not None and pid is not None:
+                write_pid(pid_path(cluster, name), pid)
         if name in self.protocols:
             self._tell(name, self.pid(name))
 
@@ -172,7 +200,7 @@ class Supervisor(ProcessMonitor):
 
     def pid(self, name: str) -> int | None:
         """
-        The process id of a running child, or C{None}.
+        The process id of a running child (or adopted server), or C{None}.
         """
         return getattr(getattr(self.protocols.get(name), "transport", None), "pid", None)
 
@@ -293,7 +321,8 @@ class MasterService(MultiService):
         self.local = [server for server in cluster.servers if server.host in hosts]
         self.membership_here = bool(cluster.master_port) and cluster.master_host in hosts
         no_restart = {server.id for server in self.local if not server.auto_restart}
-        self.supervisor = Supervisor(reactor, no_restart)
+        # Pid files (and adoption) need the cluster file's run directory.
+        self.supervisor = Supervisor(reactor, no_restart, cluster if os.path.isfile(cluster.path) else None)
         # A stopping server drains for up to drain_timeout before it exits.
         self.supervisor.killTime = cluster.drain_timeout + 10
         self.supervisor.setServiceParent(self)

@@ -22,10 +22,12 @@ from ..errors import GamenetError, RouteNotFound
 from ..protocol import serializer
 from ..protocol.message import NOTIFY, REQUEST, Message
 from . import routing, wire
+from .adopt import detach_output, run_directory
 from .backend import BackendSession, BackendSessionService
 from .control import ControlRemote
+from .link import NodeLink
 from .master import MASTER_ID, PARENT_ENVIRONMENT
-from .node import NodeLink, NodeServer, RemoteError, node_tls_options
+from .node import NodeServer, RemoteError, node_tls_options
 from .recovery import Recovery
 from .rpc import RpcCall, rpc_proxy
 from .sysremote import SysRemote
@@ -236,9 +238,17 @@ class ClusterNode(Service):
         return DeferredList(waits).addCallback(lambda _: None)
 
     def _check_parent(self, parent: int) -> None:
+        # A master that dies leaves its servers serving: this one's output,
+        # piped to the master, now goes to a file; its master link keeps
+        # trying, and a new master adopts it (gamenet.cluster.adopt).
         if os.getppid() != parent:
-            log.warn("{server_id}: the master is gone; stopping", server_id=self.app.server_id)
-            self.reactor.stop()
+            assert self._orphan_check is not None
+            self._orphan_check.stop()
+            path = os.path.join(run_directory(self.app.cluster), f"{self.app.server_id}.log")
+            if not detach_output(path):
+                path = "nowhere"
+            log.warn("{server_id}: the master is gone; serving on, logging to {path}",
+                     server_id=self.app.server_id, path=path)
 
     def _peer_logged_in(self, peer_id: str) -> None:
         # A peer that links to this server is running: link back to it now
