@@ -2,8 +2,9 @@
 Pomelo's Application calls that the gamenet Application answers from what it
 already has: the reserved settings of C{app.get}, C{load_config}, the server
 types, the master, C{is_frontend}/C{is_backend} of any server, C{rpc_filter},
-and Pomelo's names of the services. Mixed into L{gamenet.app.Application},
-so that C{app.py} keeps only the server's own work. Tested in
+Pomelo's names of the services, and its names of their calls (C{add_crons},
+C{remove_crons}, C{transaction}). Mixed into L{gamenet.app.Application}, so
+that C{app.py} keeps only the server's own work. Tested in
 C{tests/test_pomelo_api.py}; the whole table is C{doc/pomelo-api.md}.
 """
 
@@ -12,6 +13,8 @@ from __future__ import annotations
 import json
 import os
 from typing import TYPE_CHECKING, Any, Callable, Mapping
+
+from twisted.internet.defer import Deferred
 
 from .cluster.master import MASTER_ID
 from .config import ConfigError, ServerConfig
@@ -154,6 +157,25 @@ class PomeloApplication:
         (Pomelo's C{rpcFilter}); see L{rpc_before}.
         """
         return self.rpc_before(filter, pattern).rpc_after(filter, pattern)
+
+    def add_crons(self: Application, crons: list[Any]) -> Any:  # type: ignore[misc]
+        """
+        Pomelo's C{addCrons}: schedule cron records at run time (see L{gamenet.cron.CronService.add}).
+        """
+        return self.crons.add(crons)
+
+    def remove_crons(self: Application, crons: list[Any]) -> list[str]:  # type: ignore[misc]
+        """
+        Pomelo's C{removeCrons}: cancel crons by id (see L{gamenet.cron.CronService.remove}).
+        """
+        return self.crons.remove(crons)
+
+    def transaction(self: Application, name: str, conditions: Any, handlers: Any,  # type: ignore[misc]
+                    retry: int = 1) -> Deferred[Any]:
+        """
+        Pomelo's C{transaction}: run and log one (see L{gamenet.transaction.Transactions.run}).
+        """
+        return self.transactions.run(name, conditions, handlers, retry)
 
     @property
     def session_service(self: Application) -> Any:  # type: ignore[misc]

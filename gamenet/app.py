@@ -16,40 +16,37 @@ from ._settle import settle
 from .channel import MOVE_ROUTE, ChannelService
 from .cluster import BackendSessionService, ClusterNode
 from .cluster.recovery import Recovery
-from .cluster.registry import ServerRegistry
-from .cluster.routing import router
+from .cluster.registry import ServerCalls, ServerRegistry
+from .cluster.routing import router, warn_unknown_types
 from .component import CONFIGURE, HANDLER, HTTP, REMOTE, SESSION_LEARNER, STORAGE, Bound
 from .config import ClusterConfig, ServerConfig
-from .connector import ClientListener, Frontend
-from .connector.web import WebListener
+from .connector import Frontend
+from .connector.wiring import attach as attach_frontend
 from .cron import attach as attach_crons
 from .dispatch import Dispatcher
 from .global_channel import GlobalChannelService
-from .hooks import HookRegistry
+from .hooks import HookCalls, HookRegistry
 from .http import attach as attach_http
 from .interfaces import IRegistration, ISessionLearner
 from .metrics import attach as attach_metrics
 from .protocol.routes import RouteDictionary
 from .session import SessionService
-from .session.keeper import SettingsKeeper
 from .session.unique import attach as attach_unique
-from .session.suspend import Resumer
 from .transaction import attach as attach_transactions
-from .storage import choose_storage
-from .storage.blocked import block_store
 
 log = Logger()
-
 
 
 def _matches(value: str, pattern: str | None) -> bool:
     return pattern is None or pattern in ("all", "*") or value in pattern.split("|")
 
 
-class Application(PomeloApplication, MultiService):
+class Application(PomeloApplication, ServerCalls, HookCalls, MultiService):
     """
     One gamenet server (Pomelo's C{app}, in Python names; the calls that are
-    only Pomelo's other names for what it has are in L{PomeloApplication}).
+    only Pomelo's other names for what it has are in L{PomeloApplication},
+    those on the servers it knows in L{ServerCalls}, those adding filters and
+    hooks in L{HookCalls}).
 
     @ivar cluster: the whole cluster file.
     @ivar registry: the servers this server knows now (see L{servers}).
@@ -155,62 +152,6 @@ class Application(PomeloApplication, MultiService):
         return self.server
 
     @property
-    def servers(self) -> dict[str, ServerConfig]:
-        """
-        Every server of the cluster by id, as this server knows them now.
-        """
-        return dict(self.registry.servers)
-
-    def servers_by_type(self, server_type: str) -> list[ServerConfig]:
-        """
-        The servers of one type.
-        """
-        return self.registry.by_type(server_type)
-
-    def server_by_id(self, server_id: str) -> ServerConfig | None:
-        """
-        A server by id, or C{None}.
-        """
-        return self.registry.get(server_id)
-
-    def add_servers(self, servers: list[ServerConfig]) -> None:
-        """
-        Add servers to the cluster at run time (or update their
-        configuration); links to them are made at once.
-        """
-        self.registry.add(servers)
-
-    def remove_servers(self, server_ids: list[str]) -> None:
-        """
-        Remove servers from the cluster at run time; their links are closed.
-        """
-        self.registry.remove(server_ids)
-
-    def replace_servers(self, servers: list[ServerConfig]) -> None:
-        """
-        Make the cluster exactly C{servers} (this server stays).
-        """
-        self.registry.replace([*servers, *([] if any(s.id == self.server_id for s in servers) else [self.server])])
-
-    def add_crons(self, crons: list[Any]) -> Any:
-        """
-        Pomelo's C{addCrons}: schedule cron records at run time (see L{gamenet.cron.CronService.add}).
-        """
-        return self.crons.add(crons)
-
-    def remove_crons(self, crons: list[Any]) -> list[str]:
-        """
-        Pomelo's C{removeCrons}: cancel crons by id (see L{gamenet.cron.CronService.remove}).
-        """
-        return self.crons.remove(crons)
-
-    def transaction(self, name: str, conditions: Any, handlers: Any, retry: int = 1) -> Deferred[Any]:
-        """
-        Pomelo's C{transaction}: run and log one (see L{gamenet.transaction.Transactions.run}).
-        """
-        return self.transactions.run(name, conditions, handlers, retry)
-
-    @property
     def rpc(self) -> Any:
         """
         Remote calls: C{app.rpc.<serverType>.<remoteName>.<method>(route_param, *args)}
@@ -241,19 +182,6 @@ class Application(PomeloApplication, MultiService):
         use, with its own Redis connection pool closed when the server stops.
         """
         return GlobalChannelService(self)
-
-    def rpc_before(self, filter: Any, pattern: str = "*") -> Application:
-        """
-        An RPC filter run before each outgoing C{app.rpc} call (see
-        L{gamenet.hooks}): a function of the L{RpcCall}, or an object's C{before}.
-        """
-        return self.hook("rpc_before", pattern, getattr(filter, "before", filter))
-
-    def rpc_after(self, filter: Any, pattern: str = "*") -> Application:
-        """
-        An RPC filter run after each outgoing C{app.rpc} call: a function, or an object's C{after}.
-        """
-        return self.hook("rpc_after", pattern, getattr(filter, "after", filter))
 
     # Settings
 
@@ -362,64 +290,6 @@ class Application(PomeloApplication, MultiService):
             if function is not None:
                 await settle(function())
 
-    # Filters and hooks
-
-    def hook(self, event: str, pattern: str, fn: Callable[..., Any]) -> Application:
-        """
-        Register a hook for C{event} on routes matching C{pattern} (see L{gamenet.hooks}).
-        """
-        self.hooks.add(event, pattern, fn)
-        return self
-
-    def before(self, filter: Any, pattern: str = "*") -> Application:
-        """
-        A handler filter run before the handler: an L{IFilter} or a function of the request.
-        """
-        return self.hook("before_serve", pattern, getattr(filter, "before", filter))
-
-    def after(self, filter: Any, pattern: str = "*") -> Application:
-        """
-        A handler filter run after the handler.
-        """
-        return self.hook("after_serve", pattern, getattr(filter, "after", filter))
-
-    def filter(self, filter: Any, pattern: str = "*") -> Application:
-        """
-        An L{IFilter} run both before and after the handler.
-        """
-        return self.before(filter, pattern).after(filter, pattern)
-
-    def global_before(self, filter: Any, pattern: str = "*") -> Application:
-        """
-        A frontend filter run before any handler, local or forwarded.
-        """
-        return self.hook("global_before", pattern, getattr(filter, "before", filter))
-
-    def global_after(self, filter: Any, pattern: str = "*") -> Application:
-        """
-        A frontend filter run after any handler, local or forwarded.
-        """
-        return self.hook("global_after", pattern, getattr(filter, "after", filter))
-
-    def global_filter(self, filter: Any, pattern: str = "*") -> Application:
-        """
-        An L{IFilter} run as both global before and after filter.
-        """
-        return self.global_before(filter, pattern).global_after(filter, pattern)
-
-    def route_hook(self, pattern: str, fn: Callable[..., Any]) -> Application:
-        """
-        A hook that may take a request over before dispatch by calling C{request.respond}.
-        """
-        return self.hook("route", pattern, fn)
-
-    def send_hook(self, pattern: str, fn: Callable[..., Any]) -> Application:
-        """
-        A hook C{fn(session, route, msg)} that may rewrite an outgoing push or drop
-        it by returning L{gamenet.hooks.DROP}.
-        """
-        return self.hook("send", pattern, fn)
-
     def handshake(self, validator: Callable[..., Any]) -> Application:
         """
         Check each client handshake: C{validator(request)} gets the
@@ -486,21 +356,6 @@ class Application(PomeloApplication, MultiService):
             except Exception:
                 log.failure("listener of {event} failed on {server_id}", event=event, server_id=self.server_id)
 
-    def _check_routers(self) -> None:
-        """
-        Warn, with static discovery, of a L{route} for a server type no
-        server of the cluster file has: a misspelt type, or a game's plugins
-        run by a cluster without that type (which is why it is no error).
-        """
-        if self.cluster.discovery != "static":
-            return
-        known = sorted({server.type for server in self.cluster.servers})
-        for server_type in self.routers:
-            if server_type not in known:
-                log.warn("{path} [server:*] type: app.route names server type {server_type!r}, which no server "
-                         "has; expected one of: {known}", path=self.cluster.path, server_type=server_type,
-                         known=", ".join(known))
-
     async def _run_lifecycle(self, stage: str) -> None:
         for fn in self._lifecycle[stage]:
             await settle(fn(self))
@@ -514,31 +369,9 @@ class Application(PomeloApplication, MultiService):
         self.dictionary = RouteDictionary.build(self._handler_routes(), self.cluster.extra_routes)
         self.dispatcher.known_routes = self.dictionary.route_to_code
         self._make_components()
-        self._check_routers()
+        warn_unknown_types(self.cluster, self.routers)
         if self.sessions is not None:
-            options = self.server.options
-            assert options is not None
-            self.frontend = Frontend(
-                self.server_id, options, self.dictionary, self.dispatcher, self.sessions, self.hooks, self.reactor
-            )
-            self.frontend.handshake_validators = self._handshake_validators
-            cluster = self.cluster
-            resumer = Resumer(self.sessions, cluster.secret, options.resume_window, options.resume_buffer,
-                              self.reactor, lambda i: getattr(self.server_by_id(i), "type", None) == self.server_type,
-                              self.node.sys_call, self.channels.move_everywhere)
-            resumer.encode, resumer.metrics = self.frontend.session_push, self.frontend.metrics
-            self.sessions.keeper = SettingsKeeper(
-                choose_storage(cluster, self._registrations, self, self.reactor), self.sessions, self.reactor, cluster.storage_timeout,
-                cluster.storage_heartbeat,
-            )
-            self.sessions.keeper.setServiceParent(self)
-            listener = ClientListener(self.server, self.frontend, self.reactor,
-                                      blocked=block_store(self.cluster, self.reactor))
-            listener.setName("clients")
-            listener.setServiceParent(self)
-            if options.web_port:
-                WebListener(self.server_id, options.web_root, self.server.host, options.web_port,
-                            self.reactor).setServiceParent(self)
+            self.frontend = attach_frontend(self, self._registrations, self._handshake_validators)
 
     def privilegedStartService(self) -> None:
         self._prepare()

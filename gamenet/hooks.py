@@ -28,12 +28,13 @@ Hooks for a route run in registration order; a pattern is matched against the
 whole route with shell-style wildcards (C{connector.*}, C{*.entryHandler.enter}).
 HTTP services keep their hooks in a registry of their own kind, with URI
 patterns and only the four serve and output events (see L{gamenet.http}).
+L{HookCalls} are the Application's calls that add hooks (C{app.before}...).
 """
 
 from __future__ import annotations
 
 from fnmatch import fnmatchcase
-from typing import Any, Callable
+from typing import Any, Callable, Self
 
 import attrs
 
@@ -141,3 +142,84 @@ class HookRegistry:
             if cache:
                 self._cache[route] = hooks
         return hooks
+
+
+class HookCalls:
+    """
+    The Application's calls that add filters and hooks to its C{hooks}
+    registry, each returning the app so that calls chain. Mixed into
+    L{gamenet.app.Application}; they use nothing else of it.
+
+    @ivar hooks: the registry they add to.
+    """
+
+    hooks: HookRegistry
+
+    def hook(self, event: str, pattern: str, fn: Callable[..., Any]) -> Self:
+        """
+        Register a hook for C{event} on routes matching C{pattern} (see L{gamenet.hooks}).
+        """
+        self.hooks.add(event, pattern, fn)
+        return self
+
+    def before(self, filter: Any, pattern: str = "*") -> Self:
+        """
+        A handler filter run before the handler: an L{IFilter} or a function of the request.
+        """
+        return self.hook("before_serve", pattern, getattr(filter, "before", filter))
+
+    def after(self, filter: Any, pattern: str = "*") -> Self:
+        """
+        A handler filter run after the handler.
+        """
+        return self.hook("after_serve", pattern, getattr(filter, "after", filter))
+
+    def filter(self, filter: Any, pattern: str = "*") -> Self:
+        """
+        An L{IFilter} run both before and after the handler.
+        """
+        return self.before(filter, pattern).after(filter, pattern)
+
+    def global_before(self, filter: Any, pattern: str = "*") -> Self:
+        """
+        A frontend filter run before any handler, local or forwarded.
+        """
+        return self.hook("global_before", pattern, getattr(filter, "before", filter))
+
+    def global_after(self, filter: Any, pattern: str = "*") -> Self:
+        """
+        A frontend filter run after any handler, local or forwarded.
+        """
+        return self.hook("global_after", pattern, getattr(filter, "after", filter))
+
+    def global_filter(self, filter: Any, pattern: str = "*") -> Self:
+        """
+        An L{IFilter} run as both global before and after filter.
+        """
+        return self.global_before(filter, pattern).global_after(filter, pattern)
+
+    def route_hook(self, pattern: str, fn: Callable[..., Any]) -> Self:
+        """
+        A hook that may take a request over before dispatch by calling C{request.respond}.
+        """
+        return self.hook("route", pattern, fn)
+
+    def send_hook(self, pattern: str, fn: Callable[..., Any]) -> Self:
+        """
+        A hook C{fn(session, route, msg)} that may rewrite an outgoing push or drop
+        it by returning L{gamenet.hooks.DROP}.
+        """
+        return self.hook("send", pattern, fn)
+
+    def rpc_before(self, filter: Any, pattern: str = "*") -> Self:
+        """
+        An RPC filter run before each outgoing C{app.rpc} call (see
+        L{gamenet.hooks}): a function of the L{RpcCall}, or an object's C{before}.
+        """
+        return self.hook("rpc_before", pattern, getattr(filter, "before", filter))
+
+    def rpc_after(self, filter: Any, pattern: str = "*") -> Self:
+        """
+        An RPC filter run after each outgoing C{app.rpc} call: a function, or an object's C{after}.
+        """
+        return self.hook("rpc_after", pattern, getattr(filter, "after", filter))

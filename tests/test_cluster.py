@@ -9,6 +9,7 @@ from twisted.cred.credentials import UsernamePassword
 from twisted.internet.defer import Deferred
 from twisted.internet.error import ConnectionDone
 from twisted.internet.task import Clock
+from twisted.internet.testing import StringTransport
 from twisted.logger import formatEvent, globalLogPublisher
 from twisted.python.failure import Failure
 from twisted.spread import pb
@@ -17,8 +18,9 @@ from twisted.test import iosim
 from twisted.trial.unittest import SynchronousTestCase
 
 from gamenet import GamenetError, Handler, Refused, Remote, handler, remote
-from gamenet.cluster import RemoteError
-from gamenet.cluster.node import NodeLink
+from gamenet.cluster import RemoteError, wire
+from gamenet.cluster.link import NodeLink
+from gamenet.cluster.node import MAX_RECORD
 from gamenet.testing import MemoryCluster, backend, cluster_config, frontend
 
 
@@ -666,21 +668,38 @@ class AuthenticationTests(SynchronousTestCase):
 
 class UndeliveredBatchTests(SynchronousTestCase):
     """
-    A batch that PB could not deliver is logged with the reason in one line.
+    A batch that PB refuses to send is logged with the reason in one line.
     """
 
-    def test_connectionLost(self):
+    def test_staleBroker(self):
         """
-        A batch lost with its connection (PB fails it with a
-        C{PBConnectionLost} holding the connection's Failure) is logged with
-        the connection's reason, not a Failure's repr with "Traceback".
+        A batch flushed on a link whose connection is gone before the link
+        has heard of it (here by another listener of the connection's loss)
+        is logged with PB's reason in one line, and nothing is logged as an
+        error: batches ask PB for no answer, so PB refuses them at once
+        (C{DeadReferenceError}) or never fails them at all.
         """
+        clock = Clock()
+        link = NodeLink("connector-1", "gate-1", "secret", lambda factory: Deferred(), clock)
+        link.start()
+        self.addCleanup(link.stop)
+        broker = wire.NodeBroker()
+        broker.makeConnection(StringTransport())
+        sent = []
+
+        def send():
+            # The second call does not fit the first one's batch: the first goes now.
+            sent.append(link.send(wire.NOTIFY, b"{}"))
+            sent.append(link.send(wire.NOTIFY, b"x" * MAX_RECORD))
+
+        broker.notifyOnDisconnect(send)
+        link._logged_in(pb.RemoteReference(None, broker, 0, 0))
         lines = []
         observer = lambda event: lines.append(formatEvent(event))  # noqa: E731
         globalLogPublisher.addObserver(observer)
         self.addCleanup(globalLogPublisher.removeObserver, observer)
-        link = NodeLink("connector-1", "gate-1", "secret", lambda factory: Deferred(), Clock())
-        for failure in (Failure(pb.PBConnectionLost(Failure(ConnectionDone()))),
-                        Failure(Failure(pb.PBConnectionLost(Failure(ConnectionDone()))))):
-            link._send_failed(failure)
-        self.assertEqual(lines, ["connector-1: a batch to gate-1 was not delivered: Connection was closed cleanly."] * 2)
+        broker.connectionLost(Failure(ConnectionDone()))
+        clock.advance(0)
+        self.assertEqual(sent, [True, True])
+        self.assertEqual(lines, ["connector-1: a batch to gate-1 was not delivered: Calling Stale Broker",
+                                 "connector-1: node link to gate-1 lost"])

@@ -4,7 +4,7 @@ batch of calls a connector sends to a peer (one PB C{callRemote("calls")},
 all the calls queued in one reactor turn) and every batch of results it gets
 back, per peer. C{connector.benchStats.get} answers the counts.
 
-The counting wraps each L{gamenet.cluster.node.NodeLink}'s C{_flush} and
+The counting wraps each L{gamenet.cluster.link.NodeLink}'s C{_flush} and
 C{_results} on the instance, once the server has started (its links exist
 then): one Python call more per batch, nothing per call.
 

@@ -4,8 +4,9 @@ backend sessions, routing and the master supervisor.
 """
 
 from .backend import BackendSession, BackendSessionService
+from .link import NodeLink
 from .master import MasterService
-from .node import NodeLink, NodeServer, RemoteError
+from .node import NodeServer, RemoteError
 from .rpc import RpcCall
 from .service import ClusterNode
 

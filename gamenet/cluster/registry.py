@@ -84,3 +84,55 @@ class ServerRegistry:
         if added or removed:
             for listener in list(self.listeners):
                 listener(added, removed)
+
+
+class ServerCalls:
+    """
+    The Application's calls on the servers it knows, answered by its
+    C{registry}. Mixed into L{gamenet.app.Application}; they use nothing
+    else of it but its own configuration.
+
+    @ivar registry: the servers it knows now.
+    @ivar server: its own configuration.
+    """
+
+    registry: ServerRegistry
+    server: ServerConfig
+
+    @property
+    def servers(self) -> dict[str, ServerConfig]:
+        """
+        Every server of the cluster by id, as this server knows them now.
+        """
+        return dict(self.registry.servers)
+
+    def servers_by_type(self, server_type: str) -> list[ServerConfig]:
+        """
+        The servers of one type.
+        """
+        return self.registry.by_type(server_type)
+
+    def server_by_id(self, server_id: str) -> ServerConfig | None:
+        """
+        A server by id, or C{None}.
+        """
+        return self.registry.get(server_id)
+
+    def add_servers(self, servers: list[ServerConfig]) -> None:
+        """
+        Add servers to the cluster at run time (or update their
+        configuration); links to them are made at once.
+        """
+        self.registry.add(servers)
+
+    def remove_servers(self, server_ids: list[str]) -> None:
+        """
+        Remove servers from the cluster at run time; their links are closed.
+        """
+        self.registry.remove(server_ids)
+
+    def replace_servers(self, servers: list[ServerConfig]) -> None:
+        """
+        Make the cluster exactly C{servers} (this server stays).
+        """
+        self.registry.replace([*servers, *([] if any(s.id == self.server.id for s in servers) else [self.server])])

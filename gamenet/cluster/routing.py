@@ -6,11 +6,15 @@ from __future__ import annotations
 
 import inspect
 import zlib
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
-from ..config import ServerConfig
+from twisted.logger import Logger
+
+from ..config import ClusterConfig, ServerConfig
 from ..errors import Unavailable
 from ..interfaces import IRouter
+
+log = Logger()
 
 
 def route_key(route_param: Any) -> str:
@@ -104,3 +108,20 @@ def pick(
     if chosen not in servers:
         raise Unavailable(f"the {server_type} router chose no available server")
     return chosen
+
+
+def warn_unknown_types(cluster: ClusterConfig, server_types: Iterable[str]) -> None:
+    """
+    Warn, with static discovery, of a route function (C{app.route}) for a
+    server type no server of the cluster file has: a misspelt type, or a
+    game's plugins run by a cluster without that type (which is why it is
+    no error).
+    """
+    if cluster.discovery != "static":
+        return
+    known = sorted({server.type for server in cluster.servers})
+    for server_type in server_types:
+        if server_type not in known:
+            log.warn("{path} [server:*] type: app.route names server type {server_type!r}, which no server "
+                     "has; expected one of: {known}", path=cluster.path, server_type=server_type,
+                     known=", ".join(known))
