@@ -32,13 +32,9 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))  # this work tree's gamenet, not an installed copy
 
-from twisted.internet.error import ConnectionLost
-from twisted.test import iosim
-
-from gamenet.client import Client, _TCPClientLink
-from gamenet.connector.tcp import TCPFactory
+from gamenet.client import Client
 from gamenet.plugins import discover
-from gamenet.testing import MemoryCluster, _ClientFactory, backend, cluster_config, frontend
+from gamenet.testing import MemoryCluster, backend, cluster_config, frontend
 
 BODY = {"msg": "x" * 20, "from": "bob", "target": "*"}
 
@@ -54,28 +50,13 @@ def cluster(buffer: int) -> MemoryCluster:
 
 
 def connect(memory: MemoryCluster, server_id: str, pushes: list[Any], **options: Any) -> tuple[Client, Any]:
-    client = Client(memory.reactor, **options)
-    client._ready.addErrback(lambda failure: None)
-    client.on("*", pushes.append)
-    server = TCPFactory(memory.apps[server_id].frontend).buildProtocol(None)
-    link = _TCPClientLink()
-    link.factory = _ClientFactory(client)
-    pump = iosim.connect(server, iosim.makeFakeServer(server), link, iosim.makeFakeClient(link), greet=False,
-                         clock=memory.reactor)
-    memory._pumps.append(pump)
-    memory._owners[pump] = {server_id}
-    memory.flush()
+    client = memory.client(server_id, pushes.append, refused=True, **options)
+    pump, = (pump for pump in memory._pumps if getattr(pump.client, "client", None) is client)
     return client, pump
 
 
 def enter(memory: MemoryCluster, client: Client, name: str) -> None:
     client.request("connector.entryHandler.enter", {"username": name, "rid": "lobby"})
-    memory.flush()
-
-
-def drop(memory: MemoryCluster, client: Client, pump: Any) -> None:
-    pump.serverIO.disconnectReason = pump.clientIO.disconnectReason = ConnectionLost()
-    client.drop()
     memory.flush()
 
 
@@ -87,7 +68,7 @@ def push_costs(count: int) -> dict[str, float]:
     costs = {}
     for state in ("live", "suspended"):
         if state == "suspended":
-            drop(memory, client, pump)
+            memory.drop(client)
         start = time.perf_counter()
         for _ in range(count):
             session.send("onChat", BODY)
@@ -103,10 +84,10 @@ def resume_costs(held: int, rounds: int) -> tuple[float, float, bool]:
     enter(memory, bob, "bob")
     resumes, logins, whole = [], [], True
     for n in range(rounds):
-        client, pump = connect(memory, "connector-1", [], resume=True)
+        client, _ = connect(memory, "connector-1", [], resume=True)
         enter(memory, client, f"user{n}")
         token = client.resume_token
-        drop(memory, client, pump)
+        memory.drop(client)
         for i in range(held):
             bob.request("chat.chatHandler.send", {"content": str(i), "target": "*"})
         memory.flush()

@@ -11,17 +11,16 @@ from __future__ import annotations
 from typing import Any
 
 from twisted.internet import reactor
-from twisted.internet.defer import Deferred
-from twisted.internet.error import ConnectionLost
-from twisted.test import iosim
+from twisted.internet.defer import Deferred, fail
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
-from gamenet.client import Client, _TCPClientLink
-from gamenet.connector.tcp import TCPFactory
+from gamenet.client import Client
 from gamenet.plugins import discover
+from gamenet.errors import GamenetError
 from gamenet.session import resume
 from gamenet.session.resume import Claims, TokenError
-from gamenet.testing import MemoryCluster, _ClientFactory, backend, cluster_config, free_ports, frontend
+from gamenet.session.suspend import CONFIRM_RETRY, CONFIRM_WITHIN
+from gamenet.testing import MemoryCluster, backend, cluster_config, free_ports, frontend
 
 from ._processes import CHAT_EXAMPLE, MasterProcess, cluster_section, eventually, server_section
 from .test_chat import PLUGINS, ROUTES, added, chat, left
@@ -129,20 +128,9 @@ class ChatMixin:
         recorded from its first byte on (a resumed session's held pushes
         come right after the handshake).
         """
-        app = self.cluster.apps[server_id]
-        client = Client(self.cluster.reactor, **options)
-        client._ready.addErrback(lambda failure: None)  # a refused handshake is asserted on
-        self.clients[name], self.pushes[name] = client, []
-        client.on("*", self.pushes[name].append)
-        server_protocol = TCPFactory(app.frontend).buildProtocol(None)
-        client_protocol = _TCPClientLink()
-        client_protocol.factory = _ClientFactory(client)
-        pump = iosim.connect(server_protocol, iosim.makeFakeServer(server_protocol), client_protocol,
-                             iosim.makeFakeClient(client_protocol), greet=False, clock=self.cluster.reactor)
-        self.cluster._pumps.append(pump)
-        self.cluster._owners[pump] = {server_id}
-        self.cluster.flush()
-        return client
+        self.pushes[name] = []
+        self.clients[name] = self.cluster.client(server_id, self.pushes[name].append, refused=True, **options)
+        return self.clients[name]
 
     def request(self, name, route, msg):
         d = self.clients[name].request(route, msg)
@@ -162,12 +150,7 @@ class ChatMixin:
         Drop C{name}'s connection as a network does: the server sees a
         reset, not a close.
         """
-        client = self.clients[name]
-        for pump in self.cluster._pumps:
-            if getattr(pump.client, "client", None) is client:
-                pump.serverIO.disconnectReason = pump.clientIO.disconnectReason = ConnectionLost()
-        client.drop()
-        self.cluster.flush()
+        self.cluster.drop(self.clients[name])
 
     def resume(self, name, server_id, token):
         """
@@ -536,3 +519,200 @@ class UniqueTests(ChatMixin, SynchronousTestCase):
         self.connect("alice-again", "connector-1")
         self.request("alice-again", "connector.entryHandler.enter", {"username": "alice", "rid": ROOM})
         self.assertEqual(self.successResultOf(resumed.closed), "logged in elsewhere")
+
+
+class HandOverTests(ChatMixin, SynchronousTestCase):
+    """
+    Hand-overs that do not complete: the session ends once, where it was,
+    with its close callbacks (the room is told she left), and no channel
+    keeps her.
+    """
+
+    options = {"resume_buffer": 200}
+
+    def assertEndedOnce(self):
+        self.assertEqual(self.pushes["bob"].count(left("alice")), 1)
+        self.assertEqual(self.members(), {"bob*lobby": "connector-2"})
+        for server_id in ("connector-1", "connector-2"):
+            self.assertEqual(self.cluster.apps[server_id].sessions.get_by_uid("alice*lobby"), [])
+
+    def test_lateAnswer(self):
+        """
+        Connector-1 hangs while connector-2 asks it for alice's session:
+        her resume is refused; connector-1 completes the hand-over later,
+        is told the session did not arrive, and ends it there, once.
+        """
+        self.drop("alice")
+        self.cluster.freeze("connector-1")
+        client = self.resume("alice", "connector-2", self.token)
+        self.cluster.advance(11)
+        self.refused(client, "the session could not be reached on connector-1")
+        self.cluster.thaw("connector-1")
+        self.cluster.advance(1)
+        self.assertEndedOnce()
+        self.refused(self.resume("alice-again", "connector-2", self.token),
+                     "the session has ended (the resume did not complete)")
+        self.cluster.advance(60)
+        self.assertEndedOnce()
+
+    def test_bufferFullArriving(self):
+        """
+        The pushes reaching connector-2 while the hand-over goes on pass
+        C{resume_buffer}: the resume is refused saying so, and the session
+        ends on connector-1, once.
+        """
+        resumer = self.cluster.apps["connector-2"].sessions.resumer
+        call = resumer._sys_call
+
+        def sys_call(frontend_id, name, args):
+            def flood(answer):
+                if name == "resume_take":
+                    self.cluster.apps["connector-2"].sessions.send_message_by_uid("alice*lobby", "onChat",
+                                                                                  {"msg": "x" * 300})
+                return answer
+            return call(frontend_id, name, args).addCallback(flood)
+
+        resumer._sys_call = sys_call
+        self.drop("alice")
+        self.refused(self.resume("alice", "connector-2", self.token), "the session has ended (resume buffer full)")
+        self.cluster.flush()
+        self.assertEndedOnce()
+
+    def whileTaken(self, act):
+        """
+        Alice resumes on connector-2; connector-1 calls C{act} with her
+        session there once the channels have moved her, before it answers.
+        """
+        sessions = self.cluster.apps["connector-1"].sessions
+        move = sessions.resumer._move
+
+        def moving(uid, from_id, to_id):
+            session, = sessions.get_by_uid(uid)
+            sessions.resumer._move = move
+            return move(uid, from_id, to_id).addCallback(lambda moved: act(session))
+
+        sessions.resumer._move = moving
+        self.drop("alice")
+        return self.resume("alice", "connector-2", self.token)
+
+    def test_kickedWhileTaken(self):
+        """
+        A kick of the session while it is handed over ends it once the
+        channels moved her back, once, and refuses the resume saying so.
+        """
+        client = self.whileTaken(lambda session: session.kick("kicked by admin"))
+        self.refused(client, "the session has ended (kicked by admin)")
+        self.cluster.flush()
+        self.assertEndedOnce()
+
+    def test_bufferFullTaken(self):
+        """
+        The pushes held on connector-1 while the channels move her pass
+        C{resume_buffer}: the session ends there, once.
+        """
+        client = self.whileTaken(lambda session: session.send("onChat", {"msg": "x" * 300}))
+        self.refused(client, "the session has ended (resume buffer full)")
+        self.cluster.flush()
+        self.assertEndedOnce()
+
+    def test_unboundWhileTaken(self):
+        """
+        A session unbound while it is handed over is not resumed: it ends
+        on connector-1, once, its room membership moved back there (the
+        chat example leaves rooms only for a bound session).
+        """
+        client = self.whileTaken(lambda session: session.unbind())
+        self.refused(client, "the session was unbound")
+        self.cluster.flush()
+        self.assertEqual(self.pushes["bob"].count(left("alice")), 0)
+        self.assertEqual(self.members(), {"bob*lobby": "connector-2", "alice*lobby": "connector-1"})
+
+    def test_frontendStops(self):
+        """
+        A frontend that stops ends its suspended sessions, once.
+        """
+        self.drop("alice")
+        self.cluster.stop("connector-1")
+        self.assertEqual(self.pushes["bob"].count(left("alice")), 1)
+        self.assertEqual(self.members(), {"bob*lobby": "connector-2"})
+
+    def test_notConfirmed(self):
+        """
+        Connector-2 took the session but cannot tell connector-1 so: it
+        gives it up after trying for half of L{CONFIRM_WITHIN} (the client
+        is kicked), and connector-1 ends it at that deadline, once.
+        """
+        resumer = self.cluster.apps["connector-2"].sessions.resumer
+        call = resumer._sys_call
+        tries = []
+
+        def sys_call(frontend_id, name, args):
+            if name == "resume_settle":
+                tries.append(args)
+                return fail(GamenetError("the link is down", 503))
+            return call(frontend_id, name, args)
+
+        resumer._sys_call = sys_call
+        self.drop("alice")
+        client = self.resume("alice", "connector-2", self.token)
+        self.assertEqual(client.handshake["user"]["resumed"], True)
+        self.cluster.advance(CONFIRM_WITHIN / 2)
+        self.assertEqual(self.successResultOf(client.closed), "resume failed")
+        self.assertEqual(self.pushes["bob"], [])
+        self.cluster.advance(CONFIRM_WITHIN / 2)
+        self.assertEndedOnce()
+        self.assertEqual(len(tries), CONFIRM_WITHIN / 2 / CONFIRM_RETRY)
+
+    def test_stopsBeforeConfirmed(self):
+        """
+        Connector-1 stops before connector-2 says it took the session: the
+        session ends on connector-1, once, and connector-2, told so, gives
+        its copy up.
+        """
+        resumer = self.cluster.apps["connector-2"].sessions.resumer
+        call = resumer._sys_call
+        held = []
+
+        def sys_call(frontend_id, name, args):
+            if name == "resume_settle" and not held:
+                held.append(Deferred())
+                return held[0].addCallback(lambda _: call(frontend_id, name, args))
+            return call(frontend_id, name, args)
+
+        resumer._sys_call = sys_call
+        self.drop("alice")
+        client = self.resume("alice", "connector-2", self.token)
+        self.assertEqual(client.handshake["user"]["resumed"], True)
+        d = self.cluster.apps["connector-1"].frontend.stop()
+        self.cluster.flush()
+        self.assertEqual(self.pushes["bob"].count(left("alice")), 1)
+        self.assertEqual(self.members(), {"bob*lobby": "connector-2"})
+        held[0].callback(None)
+        self.cluster.flush()
+        self.assertEqual(self.successResultOf(client.closed), "resume failed")
+        self.assertEndedOnce()
+        self.successResultOf(d)
+
+    def test_windowPassesWhileTaken(self):
+        """
+        The channels take longer than the window and connector-2's call to
+        move her: its resume is refused, and the session, whose window
+        passed while it was taken, ends on connector-1 once the moves are
+        done, once.
+        """
+        resumer = self.cluster.apps["connector-1"].sessions.resumer
+        move, slow = resumer._move, Deferred()
+
+        def moving(*args):
+            resumer._move = move
+            return slow.addCallback(lambda _: move(*args))
+
+        resumer._move = moving
+        self.drop("alice")
+        client = self.resume("alice", "connector-2", self.token)
+        self.cluster.advance(31)
+        self.refused(client, "the session could not be reached on connector-1")
+        self.assertEqual(self.pushes["bob"], [])
+        slow.callback(None)
+        self.cluster.flush()
+        self.assertEndedOnce()

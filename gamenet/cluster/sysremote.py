@@ -47,6 +47,7 @@ class SysRemote:
             "broadcast": self.broadcast,
             "push_uids": self.push_uids,
             "resume_take": self.resume_take,
+            "resume_settle": self.resume_settle,
         }
 
     def call(self, name: str, args: list[Any]) -> Any:
@@ -172,3 +173,13 @@ class SysRemote:
         if resumer is None:
             raise ResumeRefused("resume is off on this server")
         return resumer.hand_over(token, frontend_id)
+
+    def resume_settle(self, session_id: int, frontend_id: str, arrived: bool, reason: str) -> Deferred[bool]:
+        """
+        Whether the session handed over to C{frontend_id} arrived there
+        (see L{Resumer.settle <gamenet.session.suspend.Resumer.settle>}).
+        """
+        resumer = self.sessions.resumer
+        if resumer is None:
+            raise ResumeRefused("resume is off on this server")
+        return resumer.settle(session_id, frontend_id, arrived, reason)

@@ -95,10 +95,14 @@ class SessionService:
         self._end(session, reason)
 
     def _end(self, session: Session, reason: str) -> None:
-        if self._sessions.pop(session.id, None) is None:
-            return
-        if session.uid is not None:
-            self._forget_uid(session)
+        if self._detach(session):
+            self._ended(session, reason)
+
+    def _ended(self, session: Session, reason: str) -> None:
+        """
+        Tell everyone that a session no longer here has ended: its close
+        callbacks, learners and C{close_session}.
+        """
         if self.resumer is not None:
             self.resumer.ended(session)
         session._closed(reason)
@@ -133,10 +137,23 @@ class SessionService:
         Forget a session that goes on elsewhere: no close callback, learner
         or C{close_session} is told (it has not ended).
         """
+        if self._detach(session):
+            self._gone(session, reason)
+
+    def _detach(self, session: Session) -> bool:
+        """
+        Forget a session here (by id and uid), telling no one; whether it was here.
+        """
         if self._sessions.pop(session.id, None) is None:
-            return
+            return False
         if session.uid is not None:
             self._forget_uid(session)
+        return True
+
+    def _gone(self, session: Session, reason: str) -> None:
+        """
+        A detached session goes on elsewhere: it is closed here, its close callbacks dropped.
+        """
         session._close_callbacks.clear()
         session.closed = True
         session.close_reason = reason

@@ -6,8 +6,10 @@ type (see C{doc/sessions.md}).
 
 L{Resumer} is one frontend's half: it issues tokens at bind, suspends the
 sessions whose connection dropped, resumes them for a new connection, and
-hands them over to another frontend that asks (the C{resume_take} sys call).
-The tokens themselves are L{gamenet.session.resume}.
+hands them over to another frontend that asks (the C{resume_take} sys call,
+then C{resume_settle}: whether the session arrived). The tokens themselves
+are L{gamenet.session.resume}; the link of a session without a connection
+is L{gamenet.session.held.Held}.
 """
 
 from __future__ import annotations
@@ -17,10 +19,12 @@ from collections import Counter
 from typing import TYPE_CHECKING, Any, Callable
 
 from twisted.internet.defer import Deferred, succeed
+from twisted.internet.task import deferLater
 from twisted.logger import Logger
 
 from ..errors import GamenetError
 from . import resume
+from .held import Held, stop_window
 from .resume import ResumeRefused, TokenError
 
 if TYPE_CHECKING:
@@ -35,51 +39,11 @@ RESUME_ROUTE = "gamenet.resume"
 RESUMABLE = frozenset({"connection lost", "heartbeat timeout"})
 """The close reasons that suspend a session: the network dropped, not a close anyone meant."""
 
+CONFIRM_WITHIN = 60.0
+"""Seconds a frontend keeps a session it handed over until the new one says it took it; then it ends."""
 
-class Held:
-    """
-    The link of a session without a connection: suspended, or arriving from
-    another frontend. Pushes are encoded as the connection would (send hooks
-    included) and kept, up to C{limit} bytes; the push that passes it gives
-    the session up.
-
-    @ivar packages: the encoded pushes, in order.
-    @ivar size: their bytes.
-    """
-
-    def __init__(self, resumer: Resumer, session: Session, opened_at: float = 0.0, received: int = 0,
-                 sent: int = 0) -> None:
-        self.resumer = resumer
-        self.session = session
-        self.opened_at = opened_at
-        self.received = received
-        self.sent = sent
-        self.packages: list[bytes] = []
-        self.size = 0
-        self.timer: Any = None
-
-    def push(self, route: str, msg: Any) -> bool:
-        encode = self.resumer.encode
-        data = encode(self.session, route, msg) if encode is not None else None
-        return data is not None and self.write(data)
-
-    def write(self, data: bytes) -> bool:
-        if self.session.closed:
-            return False
-        self.size += len(data)
-        if self.size > self.resumer.buffer:
-            self.resumer.metrics["resume_buffer_full"] += 1
-            self.resumer.end(self.session, "resume buffer full")
-            return False
-        self.packages.append(data)
-        self.sent += 1
-        return True
-
-    def kick(self, reason: str) -> Deferred[None]:
-        self.resumer.end(self.session, reason)
-        return succeed(None)
-
-    close = kick
+CONFIRM_RETRY = 5.0
+"""Seconds between a new frontend's tries to tell the old one whether it took a session."""
 
 
 class Resumer:
@@ -119,10 +83,16 @@ class Resumer:
         self.encode: Callable[[Session, str, Any], bytes | None] | None = None
         self.metrics: Counter[str] = Counter()
         self._nonces: dict[int, str] = {}
+        # Sessions being taken (here, or handed over) or arriving from another frontend.
         self._taking: set[int] = set()
-        # Why a token of a session that is gone is refused, by session id,
-        # with until when, oldest first.
-        self._ended: dict[int, tuple[str, float]] = {}
+        # Why a session being taken or arriving is given up once that is done.
+        self._failed: dict[int, str] = {}
+        # Sessions handed over until their new frontend says it took them:
+        # (session, new frontend id, the deadline's call).
+        self._handed: dict[int, tuple[Session, str, Any]] = {}
+        # Why a token of a session that is gone is refused and where it went
+        # on (if it did), by session id, with until when, oldest first.
+        self._ended: dict[int, tuple[str, float, str]] = {}
         sessions.resumer = self
 
     # Tokens
@@ -155,7 +125,7 @@ class Resumer:
             self._tombstone(session.id, why)
         session.resume_token = None
 
-    def _tombstone(self, session_id: int, why: str) -> None:
+    def _tombstone(self, session_id: int, why: str, went_to: str = "") -> None:
         # Kept for as long as a client could still be trying; then "no
         # session to resume". Pruned as new ones come: no timer.
         now = self.clock.seconds()
@@ -166,19 +136,22 @@ class Resumer:
                 break
             del ended[oldest]
         ended.pop(session_id, None)
-        ended[session_id] = (why, now + max(self.window, 1.0))
+        ended[session_id] = (why, now + max(self.window, CONFIRM_WITHIN), went_to)
 
     def _why_gone(self, session_id: int) -> str:
-        why, until = self._ended.get(session_id, ("", 0.0))
+        why, until, _ = self._ended.get(session_id, ("", 0.0, ""))
         return why if until > self.clock.seconds() else "no session to resume"
 
     def stop(self, reason: str) -> None:
         """
-        The frontend stops: every suspended session ends now, with C{reason}.
+        The frontend stops: every suspended session ends with C{reason},
+        now, or once the hand-over it is part of is done.
         """
         for session in list(self.sessions):
-            if isinstance(session._link, Held) and session.id not in self._taking:
-                self.end(session, reason)
+            if isinstance(session._link, Held):
+                self.give_up(session, reason)
+        for session_id in list(self._handed):
+            self.settle(session_id, self._handed[session_id][1], False, reason)
 
     # Suspending
 
@@ -204,7 +177,7 @@ class Resumer:
 
     def _expire(self, session: Session, reason: str) -> None:
         if session.id in self._taking:
-            return
+            return  # taken before the window passed: it is resumed, or ends when that fails
         self.metrics["resumes_expired"] += 1
         log.info("session {session_id} of {uid} not resumed within {window:g}s: it ends",
                  session_id=session.id, uid=session.uid, window=self.window)
@@ -215,12 +188,28 @@ class Resumer:
         End a session without a connection now, as a closed one ends (close
         callbacks, learners, C{close_session}), exactly once.
         """
-        held = session._link
-        if isinstance(held, Held) and held.timer is not None and held.timer.active():
-            held.timer.cancel()
+        stop_window(session)
         self._taking.discard(session.id)
+        self._failed.pop(session.id, None)
         self.ended(session, why or f"the session has ended ({reason})")
         self.sessions._end(session, reason)
+
+    def giving_up(self, session: Session) -> bool:
+        """
+        Whether C{session} is given up once its hand-over is done (see L{give_up}).
+        """
+        return session.id in self._failed
+
+    def give_up(self, session: Session, reason: str) -> None:
+        """
+        End a session without a connection (kicked, its buffer passed, the
+        frontend stops): now, or when it is being taken or arriving, once
+        that is done, by whoever does it.
+        """
+        if session.id in self._taking:
+            self._failed.setdefault(session.id, reason)
+        else:
+            self.end(session, reason)
 
     # Resuming
 
@@ -240,10 +229,7 @@ class Resumer:
         try:
             if not self.window:
                 raise ResumeRefused("resume is off on this server")
-            try:
-                claims = resume.verify(self._secret, token)
-            except TokenError:
-                raise ResumeRefused("invalid resume token") from None
+            claims = self._verify(token)
             if claims.frontend_id == self.frontend_id:
                 session = self._take(claims)
                 self._taking.discard(session.id)
@@ -253,12 +239,16 @@ class Resumer:
             self.metrics["resumes_refused"] += 1
             log.info("resume refused: {reason}", reason=e.message)
             raise
-        held = session._link
-        if isinstance(held, Held) and held.timer is not None and held.timer.active():
-            held.timer.cancel()
+        stop_window(session)
         self._issue(session)
         self.metrics["resumes"] += 1
         return session
+
+    def _verify(self, token: str) -> resume.Claims:
+        try:
+            return resume.verify(self._secret, token)
+        except TokenError:
+            raise ResumeRefused("invalid resume token") from None
 
     def _take(self, claims: resume.Claims) -> Session:
         """
@@ -289,18 +279,24 @@ class Resumer:
             raise ResumeRefused("invalid resume token")
         arriving = self.sessions._adopt(claims.uid, lambda session: Held(self, session))
         arriving.resumable = True
+        self._taking.add(arriving.id)
         try:
             answer = await self._sys_call(claims.frontend_id, "resume_take", [token, self.frontend_id])
-        except GamenetError as e:
-            self.sessions._discard(arriving)
-            if e.code == resume.REFUSED_CODE:
+        except Exception as e:
+            self._drop(arriving)
+            if isinstance(e, GamenetError) and e.code == resume.REFUSED_CODE:
                 raise ResumeRefused(e.message) from None
+            # The holder may still hand it over: it is told the session did not arrive, and ends it.
+            self._confirm(claims.frontend_id, claims.session_id, None)
             log.warn("resume of {uid} from {frontend_id} failed: {error}", uid=claims.uid,
-                     frontend_id=claims.frontend_id, error=e.message)
+                     frontend_id=claims.frontend_id, error=e)
             raise ResumeRefused(f"the session could not be reached on {claims.frontend_id}") from None
-        except Exception:
-            self.sessions._discard(arriving)
-            raise
+        failed = self._failed.get(arriving.id)
+        if failed is not None:
+            self._drop(arriving)
+            self._confirm(claims.frontend_id, claims.session_id, None, failed)
+            raise ResumeRefused(f"the session has ended ({failed})")
+        self._taking.discard(arriving.id)
         held = arriving._link
         assert isinstance(held, Held)
         arriving.settings.update(answer["settings"])
@@ -313,8 +309,46 @@ class Resumer:
         if self.sessions.unique is not None:
             # The holder released the uid as it handed the session over.
             self.sessions.unique.adopted(arriving)
+        self._confirm(claims.frontend_id, claims.session_id, arriving)
         self.sessions.emit("resume_session", arriving, claims.frontend_id, claims.session_id)
         return arriving
+
+    def _drop(self, arriving: Session) -> None:
+        self._taking.discard(arriving.id)
+        self._failed.pop(arriving.id, None)
+        self.sessions._discard(arriving)
+
+    def _confirm(self, frontend_id: str, session_id: int, arriving: Session | None,
+                 reason: str = "the resume did not complete") -> None:
+        """
+        Tell the frontend that handed session C{session_id} over whether it
+        arrived here (C{arriving}) or not (C{None}: it ends there, with
+        C{reason}), trying again until it answers or half its wait has
+        passed. When it answers that the session ended there meanwhile, the
+        arrived copy leaves here, silently.
+        """
+        Deferred.fromCoroutine(self._tell(frontend_id, session_id, arriving, reason))
+
+    async def _tell(self, frontend_id: str, session_id: int, arriving: Session | None, reason: str) -> None:
+        assert self._sys_call is not None
+        give_up_at = self.clock.seconds() + CONFIRM_WITHIN / 2
+        while True:
+            try:
+                kept = await self._sys_call(frontend_id, "resume_settle",
+                                            [session_id, self.frontend_id, arriving is not None, reason])
+                break
+            except Exception as e:
+                if self.clock.seconds() + CONFIRM_RETRY > give_up_at:
+                    log.warn("{frontend_id} was not told whether session {session_id} arrived: {error}",
+                             frontend_id=frontend_id, session_id=session_id, error=e)
+                    kept = False
+                    break
+                await deferLater(self.clock, CONFIRM_RETRY)
+        if arriving is not None and not kept and not arriving.closed:
+            log.warn("session {session_id} of {uid} ended on {frontend_id} before it was confirmed here",
+                     session_id=arriving.id, uid=arriving.uid, frontend_id=frontend_id)
+            self.sessions._leave(arriving, "resume failed")
+            arriving._link.kick("resume failed")
 
     def hand_over(self, token: str, to_frontend: str) -> Deferred[dict[str, Any]]:
         """
@@ -322,8 +356,10 @@ class Resumer:
         C{to_frontend}, once. Every server's channels first move the member
         there, so that each push is held here (sent before its server moved
         it) or there (after), never both, never neither; then the session
-        leaves this frontend without its close callbacks, learners or
-        C{close_session}: it goes on there.
+        is found here no more, and kept until C{to_frontend} says whether
+        it arrived (L{settle}). When it is given up meanwhile (kicked, its
+        buffer passed, unbound, this frontend stops), the members move
+        back, it ends here and the call is refused.
 
         @return: a Deferred firing with C{uid}, C{settings}, C{pushes} (the
             held packages, base64, in order) and the counters; it fails with
@@ -332,10 +368,7 @@ class Resumer:
         return Deferred.fromCoroutine(self._hand_over(token, to_frontend))
 
     async def _hand_over(self, token: str, to_frontend: str) -> dict[str, Any]:
-        try:
-            claims = resume.verify(self._secret, token)
-        except TokenError:
-            raise ResumeRefused("invalid resume token") from None
+        claims = self._verify(token)
         if claims.frontend_id != self.frontend_id or not self._same_type(to_frontend):
             raise ResumeRefused("invalid resume token")
         try:
@@ -353,13 +386,20 @@ class Resumer:
                 log.warn("channels did not all move {uid} to {frontend_id}: {error}", uid=uid,
                          frontend_id=to_frontend, error=e)
         held = session._link
-        if session.closed or not isinstance(held, Held):
+        failed = self._failed.get(session.id) or ("the session was unbound" if session.uid != uid else None)
+        if failed is not None or not isinstance(held, Held):
+            if self._move is not None:
+                await self._undo(uid, to_frontend)
+            self.end(session, failed or "resume failed")
             raise ResumeRefused(self._why_gone(session.id))
-        if held.timer is not None and held.timer.active():
-            held.timer.cancel()
+        stop_window(session)
         self._taking.discard(session.id)
         self.ended(session, "the resume token was already used")
-        self.sessions._leave(session)
+        # Kept, found no more, until the new frontend says whether it took it.
+        self.sessions._detach(session)
+        deadline = self.clock.callLater(CONFIRM_WITHIN, self.settle, session.id, to_frontend, False,
+                                        "the resume was not confirmed")
+        self._handed[session.id] = (session, to_frontend, deadline)
         log.info("session {session_id} of {uid} handed over to {frontend_id} with {count} held pushes",
                  session_id=session.id, uid=uid, frontend_id=to_frontend, count=len(held.packages))
         return {
@@ -367,6 +407,50 @@ class Resumer:
             "pushes": [base64.b64encode(data).decode("ascii") for data in held.packages],
             "opened_at": held.opened_at, "received": held.received, "sent": held.sent,
         }
+
+    async def _undo(self, uid: str, to_frontend: str) -> None:
+        assert self._move is not None
+        try:
+            await self._move(uid, to_frontend, self.frontend_id)
+        except Exception as e:
+            log.warn("channels did not all move {uid} back from {frontend_id}: {error}", uid=uid,
+                     frontend_id=to_frontend, error=e)
+
+    def settle(self, session_id: int, to_frontend: str, arrived: bool,
+               reason: str = "the resume did not complete") -> Deferred[bool]:
+        """
+        The C{resume_settle} sys call: whether the session handed over to
+        C{to_frontend} arrived there. If it did, it leaves this frontend
+        without ending (it goes on there); if not, or when no word came
+        within L{CONFIRM_WITHIN}, its channel members are moved back and it
+        ends here with C{reason}, its close callbacks and learners told,
+        once. A session still being taken ends once that is done. Asked
+        again, the answer is the same.
+
+        @return: a Deferred firing with whether the session goes on at C{to_frontend}.
+        """
+        handed = self._handed.get(session_id)
+        if handed is None or handed[1] != to_frontend:
+            if not arrived and session_id in self._taking:
+                self._failed.setdefault(session_id, reason)
+            return succeed(self._ended.get(session_id, ("", 0.0, ""))[2] == to_frontend)
+        session, _, deadline = self._handed.pop(session_id)
+        if deadline.active():
+            deadline.cancel()
+        if arrived:
+            self.sessions._gone(session, "resumed elsewhere")
+            self._tombstone(session_id, "the resume token was already used", to_frontend)
+            return succeed(True)
+        return Deferred.fromCoroutine(self._end_handed(session, to_frontend, reason))
+
+    async def _end_handed(self, session: Session, to_frontend: str, reason: str) -> bool:
+        log.info("session {session_id} of {uid} did not arrive on {frontend_id}: it ends ({reason})",
+                 session_id=session.id, uid=session.uid, frontend_id=to_frontend, reason=reason)
+        if self._move is not None and session.uid is not None:
+            await self._undo(session.uid, to_frontend)
+        self._tombstone(session.id, f"the session has ended ({reason})")
+        self.sessions._ended(session, reason)
+        return False
 
     def attach(self, session: Session, connection: Any) -> None:
         """

@@ -24,7 +24,6 @@ C{_memory}, and the fakes of the master's parts in C{_fakes}.
 from ._config import backend, cluster_config, frontend
 from ._fakes import FakeFleet, FakeMaster, FakeSupervisor, server_record
 from ._memory import MemoryCluster
-from ._memory import _ClientFactory  # noqa: F401 (for tests that connect their own clients)
 from ._ports import free_ports
 from ._redis import RedisServer
 from ._servers import client_port, start_server

@@ -4,10 +4,10 @@ A whole cluster in one process, linked in memory: L{MemoryCluster}.
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from twisted.internet.defer import Deferred, fail, succeed
-from twisted.internet.error import ConnectionRefusedError
+from twisted.internet.error import ConnectionLost, ConnectionRefusedError
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.testing import MemoryReactorClock
 from twisted.test import iosim
@@ -177,15 +177,22 @@ class MemoryCluster:
         self.apps[server_id] = self._make(server_id)
         self.flush()
 
-    def client(self, server_id: str, **options: Any) -> Client:
+    def client(self, server_id: str, on_push: Callable[[Any], Any] | None = None, refused: bool = False,
+               **options: Any) -> Client:
         """
         A client connected in memory to a frontend, its handshake done.
 
+        @param on_push: called with every push, from the first byte on.
+        @param refused: a refused handshake is expected (C{client.handshake} says why), not an error.
         @param options: passed to L{Client} (C{sys}, C{user}, C{heartbeat}, ...).
         """
         app = self.apps[server_id]
         assert app.frontend is not None, f"{server_id} is not a frontend"
         client = Client(self.reactor, **options)
+        if on_push is not None:
+            client.on("*", on_push)
+        if refused:
+            client._ready.addErrback(lambda failure: None)
         server_protocol = TCPFactory(app.frontend).buildProtocol(None)
         client_protocol = _TCPClientLink()
         client_protocol.factory = _ClientFactory(client)
@@ -195,6 +202,17 @@ class MemoryCluster:
         self._owners[pump] = {server_id}
         self.flush()
         ready = client._ready
-        if ready.called and not client._open:
+        if ready.called and not client._open and not refused:
             raise RuntimeError(f"the handshake with {server_id} failed")
         return client
+
+    def drop(self, client: Client) -> None:
+        """
+        Drop the connection of a client from L{client} as a network does:
+        its frontend sees a reset, not a close.
+        """
+        for pump in self._pumps:
+            if getattr(pump.client, "client", None) is client:
+                pump.serverIO.disconnectReason = pump.clientIO.disconnectReason = ConnectionLost()
+        client.drop()
+        self.flush()
