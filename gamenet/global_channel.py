@@ -37,7 +37,7 @@ single Redis server, not Redis Cluster, which wants every key a script
 touches passed to it.
 
 Failures: every Redis call is bounded by the cluster's C{storage_timeout}
-(L{gamenet.redis.bounded}). While Redis is down or unreachable, every call
+(L{gamenet.redis.RedisClient}). While Redis is down or unreachable, every call
 fails with L{RedisUnavailable} within that time (at once for the calls on a
 connection as it is lost); nothing waits longer, nothing is retried, and
 servers go on serving everything that does not need Redis. A change that
@@ -66,8 +66,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from twisted.internet.defer import Deferred, fail, succeed
-from twisted.logger import Logger
+from twisted.internet.defer import Deferred, succeed
 
 from . import redis
 from .redis import RedisUnavailable
@@ -76,8 +75,6 @@ if TYPE_CHECKING:
     from .app import Application
 
 __all__ = ["GlobalChannel", "GlobalChannelService", "RedisUnavailable"]
-
-log = Logger()
 
 # Lua helper making a name or frontend id safe as a key part (the same as _quote).
 _QUOTE = """
@@ -219,9 +216,7 @@ class GlobalChannelService:
     def __init__(self, app: Application) -> None:
         self.app = app
         self.cluster = app.cluster
-        self._pool: Any = None
-        self._closed = False
-        self._closing: Deferred[Any] | None = None
+        self._redis = redis.RedisClient(self.cluster, app.reactor, "global channel", poolsize=4)
         # Fires once the previous push has sent its sys calls (see the module's "Order").
         self._turn: Deferred[None] = succeed(None)
         app.on("stop_server", lambda server_id: self.close())
@@ -244,7 +239,8 @@ class GlobalChannelService:
         Remove every member of the channel C{name}.
         """
         index = self._index(name)
-        return self._call("destroy", _DESTROY, [index], [index + ":"]).addCallback(lambda _: None)
+        d = self._redis.call("eval", _DESTROY, [index], [index + ":"], what="destroy")
+        return d.addCallback(lambda _: None)
 
     def add(self, name: str, uid: str, frontend_id: str) -> Deferred[bool]:
         """
@@ -254,7 +250,8 @@ class GlobalChannelService:
         _check("a frontend id", frontend_id)
         index = self._index(name)
         keys = [index, f"{index}:{_quote(frontend_id)}"]
-        return self._call("add", _ADD, keys, [uid, frontend_id]).addCallback(lambda n: int(n) == 1)
+        d = self._redis.call("eval", _ADD, keys, [uid, frontend_id], what="add")
+        return d.addCallback(lambda n: int(n) == 1)
 
     def leave(self, name: str, uid: str, frontend_id: str) -> Deferred[bool]:
         """
@@ -264,7 +261,8 @@ class GlobalChannelService:
         _check("a frontend id", frontend_id)
         index = self._index(name)
         keys = [index, f"{index}:{_quote(frontend_id)}"]
-        return self._call("leave", _LEAVE, keys, [uid, frontend_id]).addCallback(lambda n: int(n) == 1)
+        d = self._redis.call("eval", _LEAVE, keys, [uid, frontend_id], what="leave")
+        return d.addCallback(lambda n: int(n) == 1)
 
     def members(self, name: str) -> Deferred[list[str]]:
         """
@@ -278,7 +276,7 @@ class GlobalChannelService:
         """
         _check("a frontend id", frontend_id)
         key = f"{self._index(name)}:{_quote(frontend_id)}"
-        return self._command("members_by_frontend", "smembers", key).addCallback(sorted)
+        return self._redis.call("smembers", key, what="members_by_frontend").addCallback(sorted)
 
     def push_message(self, name: str, route: str, msg: Any, frontend_type: str | None = None) -> Deferred[list[str]]:
         """
@@ -322,42 +320,13 @@ class GlobalChannelService:
 
         @return: a Deferred firing once the pool's connections are closed.
         """
-        self._closed = True
-        if self._closing is None:
-            pool, self._pool = self._pool, None
-            self._closing = pool.disconnect() if pool is not None else succeed(None)
-            self._closing.addErrback(lambda f: log.warn("closing the redis pool: {error}", error=f.value))
-        done: Deferred[None] = Deferred()
-
-        def fire(result: Any) -> Any:
-            done.callback(None)
-            return result
-
-        self._closing.addBoth(fire)
-        return done
-
-    def _redis(self) -> Any:
-        if self._closed:
-            raise RedisUnavailable("the global channel service is closed")
-        if self._pool is None:
-            self._pool = redis.connect(self.cluster)
-        return self._pool
+        return self._redis.close("the global channel service is closed")
 
     def _index(self, name: str) -> str:
         return redis.key(self.cluster, "gchannel", _quote(_check("a global channel name", name)))
 
-    def _command(self, what: str, command: str, *args: Any) -> Deferred[Any]:
-        try:
-            d = getattr(self._redis(), command)(*args)
-        except Exception as e:
-            return fail(e)
-        return redis.bounded(d, self.cluster.storage_timeout, self.app.reactor, f"global channel {what}")
-
-    def _call(self, what: str, script: str, keys: list[str], args: list[str]) -> Deferred[Any]:
-        return self._command(what, "eval", script, keys, args)
-
     def _members(self, name: str) -> Deferred[list[tuple[str, list[str]]]]:
         index = self._index(name)
-        return self._call("members", _MEMBERS, [index], [index + ":"]).addCallback(
+        return self._redis.call("eval", _MEMBERS, [index], [index + ":"], what="members").addCallback(
             lambda rows: [(frontend_id, list(uids)) for frontend_id, uids in rows or ()]
         )

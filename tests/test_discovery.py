@@ -237,10 +237,8 @@ def abandon(discovery: RedisDiscovery) -> None:
     for loop in (discovery._renew_loop, discovery._resync_loop):
         if loop is not None and loop.running:
             loop.stop()
-    factories, discovery._factories = discovery._factories, []
-    discovery._connection = None
-    for factory in factories:
-        factory.disconnect()
+    for client in (discovery._redis, discovery._subscription.redis):
+        client.close("the process died")
 
 
 class DiscoveryTests(DiscoveryTestCase):

@@ -156,7 +156,7 @@ class RedisStorageTests(RedisTestCase):
         before its first call.
         """
         verifyObject(IStorageHandler, self.storage)
-        self.assertIsNone(self.storage.connection)
+        self.assertIsNone(self.storage.redis.factory)
 
     async def test_layout(self):
         """

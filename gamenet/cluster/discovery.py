@@ -12,7 +12,7 @@ encodes and decodes it). The key is written with C{SET ... PX} for
 C{discovery_ttl} and renewed every C{discovery_ttl / 3}, so it outlives a
 server only briefly. Joins and leaves are announced on the channel
 C{gamenet:<cluster>:db<redis_db>:membership} as
-C{{"event": "join"|"leave", "server": {record}}}.
+C{{"event": "join"|"leave", "server": {record}}} (L{gamenet.cluster.membership}).
 
 Every server keeps its view of the cluster (C{app.registry}, which the node's
 links follow) from two sources:
@@ -46,7 +46,7 @@ links close at once, a hung one's fail their pings within about
 C{rpc_timeout}; the removal from the registry then stops its link for good.
 
 B{When Redis goes away.} Every call is bounded by C{storage_timeout}
-(L{gamenet.redis.bounded}); a call that fails changes nothing, so the last
+(L{gamenet.redis.RedisClient}); a call that fails changes nothing, so the last
 view is kept (the registry is never emptied because Redis is unreachable;
 routing goes on over the links already made) and registration is retried
 every C{discovery_ttl / 3}. The connections' reconnection backoff is capped
@@ -76,7 +76,8 @@ from twisted.logger import Logger
 
 from .. import redis
 from ..config import ServerConfig
-from ..redis import RedisUnavailable, bounded
+from ..redis import RedisUnavailable
+from .membership import JOIN, LEAVE, STOPPED, MembershipSubscription, announcement, dumps, text_of
 from .records import decode_server, encode_server
 
 if TYPE_CHECKING:
@@ -84,46 +85,12 @@ if TYPE_CHECKING:
 
 log = Logger()
 
-JOIN = "join"
-LEAVE = "leave"
 SCAN_COUNT = 200
 MGET_CHUNK = 500
 
 
-def _dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), sort_keys=True)
-
-
 def _glob_escape(text: str) -> str:
     return "".join("\\" + c if c in "\\*?[]" else c for c in text)
-
-
-def _text_of(value: Any) -> str:
-    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
-
-
-def _subscriber_protocol() -> Any:
-    import txredisapi
-
-    class MembershipSubscriber(txredisapi.SubscriberProtocol):  # type: ignore[misc]
-        """
-        Subscribes to the membership channel on every connection, the first
-        and each one after a reconnection.
-        """
-
-        def connectionMade(self) -> Any:
-            d = super().connectionMade()
-            d.addCallback(lambda _: self.factory.discovery._subscriber_connected(self) if self._ready else None)
-            return d
-
-        def messageReceived(self, pattern: Any, channel: Any, message: Any) -> None:
-            self.factory.discovery._message(message)
-
-        def connectionLost(self, why: Any) -> None:
-            super().connectionLost(why)
-            self.factory.discovery._subscriber_lost(self, why)
-
-    return MembershipSubscriber
 
 
 class RedisDiscovery(Service):
@@ -137,7 +104,6 @@ class RedisDiscovery(Service):
     @ivar key: this server's key.
     @ivar channel: the membership channel.
     @ivar resyncs: how many full resyncs have completed.
-    @ivar subscribed: whether the membership subscription is up now.
     """
 
     def __init__(self, app: Application, clock: Any = None) -> None:
@@ -153,20 +119,22 @@ class RedisDiscovery(Service):
         # names the database, so that clusters in other databases do not hear it.
         self.channel = redis.key(cluster, f"db{cluster.redis_db}", "membership")
         self.resyncs = 0
-        self.subscribed = False
         self._record = encode_server(app.server)
-        self._value = _dumps(self._record)
-        self._connection: Any = None
-        self._commands: Any = None
-        self._factories: list[Any] = []
-        self._subscriber: Any = None
+        self._value = dumps(self._record)
+        # Both connections reconnect well within the registration's lifetime.
+        self._redis = redis.RedisClient(cluster, self.clock, "discovery", reactor=self.reactor,
+                                        max_delay=self.ttl / 3, every_failure=True, observer=self._observe,
+                                        closed=STOPPED)
+        self._subscription = MembershipSubscription(
+            cluster, self.clock, self.reactor, app.server_id, self.channel, heard=self._heard,
+            subscribed=lambda: self._background(self._after_subscribing()), failed=self._unreachable,
+            lost=self._forget_reached)
         self._renew_loop: LoopingCall | None = None
         self._resync_loop: LoopingCall | None = None
         self._reachable: bool | None = None
         self._reachable_since: float | None = None
         self._registering = False
         self._registered = self._was_registered = self._joined = False
-        self._ever_subscribed = False
         self._resyncing = False
         self._resync_again = False
         self._touched: set[str] = set()
@@ -179,26 +147,21 @@ class RedisDiscovery(Service):
     def __repr__(self) -> str:
         return f"<RedisDiscovery {self.app.server_id} {self.prefix}*>"
 
-    # Connections
-
-    def _factory(self, protocol: Any = None, dbid: int | None = None) -> Any:
-        # Reconnect well within the registration's lifetime.
-        factory = redis.factory(self.app.cluster, self.reactor, dbid=dbid, protocol=protocol)
-        factory.maxDelay = min(factory.maxDelay, self.ttl / 3)
-        factory.initialDelay = min(factory.initialDelay, self.ttl / 6)
-        factory.discovery = self
-        self._factories.append(factory)
-        return factory
+    @property
+    def subscribed(self) -> bool:
+        """
+        Whether the membership subscription is up now.
+        """
+        return self._subscription.subscribed
 
     # Service
 
     def startService(self) -> None:
         super().startService()
         self._stopping = False
-        self._registered = self._was_registered = self._joined = self._ever_subscribed = False
-        self._commands = self._factory(dbid=self.app.cluster.redis_db)
-        self._connection = self._commands.handler
-        self._factory(_subscriber_protocol())
+        self._registered = self._was_registered = self._joined = False
+        self._redis.connect()
+        self._subscription.start()
         self._renew_loop = LoopingCall(self._renew)
         self._renew_loop.clock = self.clock
         self._renew_loop.start(self.ttl / 3, now=False)
@@ -217,24 +180,20 @@ class RedisDiscovery(Service):
 
     async def _stop(self) -> None:
         self._stopping = True
+        unsubscribed = self._subscription.stop()
         for loop in (self._renew_loop, self._resync_loop):
             if loop is not None and loop.running:
                 loop.stop()
-        if self._connection is not None:
+        if self._redis.closed is None:
             try:
-                await bounded(self._connection.delete(self.key), self.timeout, self.clock, "discovery DEL")
-                await bounded(self._connection.publish(self.channel, _dumps({"event": LEAVE, "server": self._record})),
-                              self.timeout, self.clock, "discovery PUBLISH")
+                await self._redis.call("delete", self.key, what="DEL")
+                await self._redis.call("publish", self.channel, announcement(LEAVE, self._record), what="PUBLISH")
                 log.info("{server_id}: left the cluster in redis", server_id=self.app.server_id)
             except Exception as e:
                 log.warn("{server_id}: could not announce the leave in redis ({reason}); peers drop this "
                          "server when its registration lapses", server_id=self.app.server_id, reason=e)
-        factories, self._factories = self._factories, []
-        self._connection = self._commands = self._subscriber = None
-        self.subscribed = False
-        if factories:
-            waits = [bounded(f.disconnect(), self.timeout, self.clock, "discovery disconnect") for f in factories]
-            await DeferredList(waits, consumeErrors=True)
+        closed = self._redis.bound(self._redis.close(STOPPED), "disconnect")
+        await DeferredList([unsubscribed, closed], consumeErrors=True)
 
     def _background(self, coroutine: Any) -> None:
         Deferred.fromCoroutine(coroutine).addErrback(
@@ -243,17 +202,11 @@ class RedisDiscovery(Service):
 
     # Redis calls and the state they reveal
 
-    async def _call(self, what: str, command: str, *args: Any, **kwargs: Any) -> Any:
-        if self._connection is None:
-            raise RedisUnavailable("discovery is stopped")
-        try:
-            result = await bounded(getattr(self._connection, command)(*args, **kwargs), self.timeout, self.clock,
-                                   f"discovery {what}")
-        except Exception as e:
-            self._unreachable(str(e) or type(e).__name__)
-            raise RedisUnavailable(str(e)) from None
-        self._reached()
-        return result
+    def _observe(self, error: str | None) -> None:
+        if error is None:
+            self._reached()
+        else:
+            self._unreachable(error)
 
     def _unreachable(self, reason: str) -> None:
         self._reachable_since = None
@@ -264,6 +217,10 @@ class RedisDiscovery(Service):
         log.warn("{server_id}: redis at {host}:{port} is unreachable ({reason}); keeping the last view of "
                  "{count} servers and retrying", server_id=self.app.server_id, host=cluster.redis_host,
                  port=cluster.redis_port, reason=reason, count=len(self.app.registry.servers))
+
+    def _forget_reached(self) -> None:
+        if not self._stopping:
+            self._reachable_since = None
 
     def _reached(self) -> None:
         if self._reachable_since is None:
@@ -305,14 +262,14 @@ class RedisDiscovery(Service):
         try:
             milliseconds = max(1, int(self.ttl * 1000))
             if self._registered:
-                renewed = await self._call("SET XX", "set", self.key, self._value, pexpire=milliseconds,
-                                           only_if_exists=True)
+                renewed = await self._redis.call("set", self.key, self._value, pexpire=milliseconds,
+                                                 only_if_exists=True, what="SET XX")
                 if renewed is None:
                     self._registered = self._joined = False
             # Commands go out in order on one connection: none issued after
             # the stop's DEL may write the key again.
             if not self._registered and not self._stopping:
-                await self._call("SET", "set", self.key, self._value, pexpire=milliseconds)
+                await self._redis.call("set", self.key, self._value, pexpire=milliseconds, what="SET")
                 log.info("{server_id}: {what} in redis as {key}", server_id=self.app.server_id, key=self.key,
                          what="registered again (the registration was gone)" if self._was_registered
                          else "registered")
@@ -326,7 +283,7 @@ class RedisDiscovery(Service):
         # The first join waits until this server has read its peers (see
         # _resync): peers that hear it link to this server at once, and
         # this server lets in only the servers it knows.
-        await self._call("PUBLISH", "publish", self.channel, _dumps({"event": JOIN, "server": self._record}))
+        await self._redis.call("publish", self.channel, announcement(JOIN, self._record), what="PUBLISH")
         self._joined = True
 
     # The view
@@ -374,20 +331,20 @@ class RedisDiscovery(Service):
         keys: set[str] = set()
         cursor = "0"
         while True:
-            reply = await self._call("SCAN", "scan", cursor, pattern, SCAN_COUNT)
-            cursor = _text_of(reply[0])
-            keys.update(_text_of(k) for k in reply[1])
+            reply = await self._redis.call("scan", cursor, pattern, SCAN_COUNT, what="SCAN")
+            cursor = text_of(reply[0])
+            keys.update(text_of(k) for k in reply[1])
             if cursor == "0":
                 break
         ordered = sorted(k for k in keys if k.startswith(self.prefix))
         found: dict[str, ServerConfig] = {}
         for start in range(0, len(ordered), MGET_CHUNK):
             chunk = ordered[start:start + MGET_CHUNK]
-            values = await self._call("MGET", "mget", chunk)
+            values = await self._redis.call("mget", chunk, what="MGET")
             for key, value in zip(chunk, values):
                 if value is None:
                     continue  # expired or deleted since the scan
-                server = self._parse(_text_of(value), key)
+                server = self._parse(text_of(value), key)
                 if server is not None and server.id != self.app.server_id:
                     found[server.id] = server
         return found
@@ -430,72 +387,25 @@ class RedisDiscovery(Service):
         if gone or new:
             self.app.replace_servers(list(found.values()))
 
-    # Membership messages
-
-    def _subscriber_connected(self, protocol: Any) -> None:
-        if self._stopping:
-            protocol.transport.loseConnection()
-            return
-        self._subscriber = protocol
-        d = bounded(protocol.subscribe(self.channel), self.timeout, self.clock, "discovery SUBSCRIBE")
-        d.addCallbacks(self._subscribed, self._subscribe_failed, callbackArgs=(protocol,), errbackArgs=(protocol,))
-
-    def _subscribed(self, _: Any, protocol: Any) -> None:
-        if self._stopping or protocol is not self._subscriber:
-            return
-        again, self._ever_subscribed = self._ever_subscribed, True
-        self.subscribed = True
-        log.info("{server_id}: {what} to {channel}", server_id=self.app.server_id,
-                 what="subscribed again" if again else "subscribed", channel=self.channel)
-        self._background(self._after_subscribing())
+    # Membership
 
     async def _after_subscribing(self) -> None:
         # Redis is back: register again now (Redis may have come back empty)
         # and read again what happened while unsubscribed. The command
         # connection reconnects on its own schedule: wait for it (within a
         # renewal period), so that the first call does not time out.
-        commands = self._commands
-        if commands is not None and not commands.size:
-            try:
-                await bounded(commands.getConnection(peek=True), self.ttl / 3 + self.timeout, self.clock,
-                              "discovery connection")
-            except Exception:
-                pass  # the renewals go on trying
+        try:
+            await self._redis.ready(self.ttl / 3 + self.timeout)
+        except RedisUnavailable:
+            pass  # the renewals go on trying
         try:
             await self._register()
         except RedisUnavailable:
             return
         await self._resync()
 
-    def _subscribe_failed(self, failure: Any, protocol: Any) -> None:
-        if self._stopping:
-            return
-        self._unreachable(f"subscribing to {self.channel}: {failure.getErrorMessage()}")
-        if protocol.transport is not None:
-            protocol.transport.loseConnection()  # reconnects and subscribes again
-
-    def _subscriber_lost(self, protocol: Any, why: Any) -> None:
-        if protocol is self._subscriber:
-            self._subscriber = None
-        if self._stopping:
-            return
-        self._reachable_since = None
-        if self.subscribed:
-            self.subscribed = False
-            log.warn("{server_id}: lost the subscription to {channel} ({reason}); subscribing again when redis "
-                     "is back", server_id=self.app.server_id, channel=self.channel,
-                     reason=why.getErrorMessage() if hasattr(why, "getErrorMessage") else why)
-
-    def _message(self, raw: Any) -> None:
+    def _heard(self, event: str, server: ServerConfig) -> None:
         if self._stopping or not self.running:
-            return
-        try:
-            message = json.loads(_text_of(raw))
-            event = message["event"]
-            server = decode_server(message["server"])
-        except (ValueError, KeyError, TypeError) as e:
-            log.warn("{server_id}: ignoring a bad message on {channel}: {error}", server_id=self.app.server_id,
-                     channel=self.channel, error=e)
             return
         if server.id == self.app.server_id:
             if event == JOIN and encode_server(server) != self._record:

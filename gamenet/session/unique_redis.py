@@ -39,7 +39,7 @@ import json
 import math
 from typing import TYPE_CHECKING, Any, Callable
 
-from twisted.internet.defer import Deferred, DeferredList, succeed
+from twisted.internet.defer import Deferred, DeferredList
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
@@ -97,7 +97,7 @@ class RedisClaims:
     """
     The claims of one frontend in Redis (see the module).
 
-    @ivar connection: the txredisapi connection, made on first use.
+    @ivar redis: its Redis client (one connection, made on the first call).
     """
 
     sys_calls: dict[str, Callable[..., Any]] = {}
@@ -110,7 +110,7 @@ class RedisClaims:
         self.node = node
         self.sessions = sessions
         self.clock = clock
-        self.connection: Any = None
+        self.redis = redis.RedisClient(cluster, clock, "unique session", reactor=clock)
         self.life_ms = max(1, math.ceil(cluster.discovery_ttl * 1000))
         # Session id -> (key, holder) of each claim granted here.
         self._held: dict[int, tuple[str, str]] = {}
@@ -125,12 +125,6 @@ class RedisClaims:
     def key(self, uid: str) -> str:
         return redis.key(self.cluster, "unique", self.server.type, uid)
 
-    def _call(self, what: str, script: str, keys: list[str], args: list[Any]) -> Deferred[Any]:
-        if self.connection is None:
-            self.connection = redis.connect(self.cluster, poolsize=1, reactor=self.clock)
-        return redis.bounded(self.connection.eval(script, keys, args), self.cluster.storage_timeout, self.clock,
-                             f"unique session {what}")
-
     def decider(self, uid: str) -> str:
         return "redis"
 
@@ -141,7 +135,7 @@ class RedisClaims:
         key, mine, dealt = self.key(uid), json.dumps([session.frontend_id, session.id]), ""
         for _ in range(ATTEMPTS):
             try:
-                current = await self._call("claim", CLAIM, [key], [mine, self.life_ms, dealt])
+                current = await self.redis.call("eval", CLAIM, [key], [mine, self.life_ms, dealt], what="claim")
             except redis.RedisUnavailable as e:
                 raise Unavailable(f"cannot bind {uid}: {e}") from None
             if not current:
@@ -209,7 +203,7 @@ class RedisClaims:
         self._delete(*held)
 
     def _delete(self, key: str, holder: str) -> None:
-        d = self._call("release", RELEASE, [key], [holder])
+        d = self.redis.call("eval", RELEASE, [key], [holder], what="release")
         self._releasing.add(d)
         d.addErrback(lambda f: log.info("release of {key} failed (it lapses): {error}", key=key,
                                         error=f.getErrorMessage()))
@@ -225,12 +219,8 @@ class RedisClaims:
         if self._renewer.running:
             self._renewer.stop()
         d = DeferredList(list(self._releasing))
-        d.addCallback(lambda _: self._close())
+        d.addCallback(lambda _: self.redis.close())
         return d
-
-    def _close(self) -> Deferred[None]:
-        connection, self.connection = self.connection, None
-        return connection.disconnect().addCallback(lambda _: None) if connection is not None else succeed(None)
 
     def renew(self) -> Deferred[None]:
         """
@@ -254,8 +244,8 @@ class RedisClaims:
         for start in range(0, len(held), RENEW_CHUNK):
             chunk = held[start:start + RENEW_CHUNK]
             try:
-                lost = await self._call("renewal", RENEW, [key for _, (key, _) in chunk],
-                                        [self.life_ms, *(holder for _, (_, holder) in chunk)])
+                lost = await self.redis.call("eval", RENEW, [key for _, (key, _) in chunk],
+                                             [self.life_ms, *(holder for _, (_, holder) in chunk)], what="renewal")
             except redis.RedisUnavailable as e:
                 if not self._failing:
                     log.warn("{server_id}: cannot renew unique session claims: {error}",

@@ -103,12 +103,15 @@ class RedisBlockStore:
     The block list as a Redis set, every call bounded by the cluster's
     C{storage_timeout} (failing with L{gamenet.redis.RedisUnavailable}).
 
-    @ivar connection: the txredisapi connection, made on first use.
+    @ivar redis: its Redis client (one connection, made on the first call).
     """
 
     cluster: ClusterConfig
     clock: Any
-    connection: Any = None
+    redis: redis.RedisClient = attrs.field(init=False)
+
+    def __attrs_post_init__(self) -> None:
+        self.redis = redis.RedisClient(self.cluster, self.clock, "block list")
 
     @property
     def key(self) -> str:
@@ -117,32 +120,23 @@ class RedisBlockStore:
         """
         return redis.key(self.cluster, "blocked")
 
-    def _call(self, what: str, command: str, *args: Any) -> Deferred[Any]:
-        if self.connection is None:
-            self.connection = redis.connect(self.cluster, poolsize=1)
-        d = getattr(self.connection, command)(*args)
-        return redis.bounded(d, self.cluster.storage_timeout, self.clock, f"block list {what}")
-
     def load(self) -> Deferred[list[str]]:
-        return self._call("load", "smembers", self.key).addCallback(
+        return self.redis.call("smembers", self.key, what="load").addCallback(
             lambda members: sorted(m.decode("utf-8") if isinstance(m, bytes) else str(m) for m in members or ())
         )
 
     def save(self, networks: list[str]) -> Deferred[None]:
         if not networks:
-            return self._call("save", "delete", self.key).addCallback(lambda _: None)
+            return self.redis.call("delete", self.key, what="save").addCallback(lambda _: None)
         # Filled beside, then renamed over the set: readers never see it half made.
         partial = self.key + ":new"
-        d = self._call("save", "delete", partial)
-        d.addCallback(lambda _: self._call("save", "sadd", partial, sorted(networks)))
-        d.addCallback(lambda _: self._call("save", "rename", partial, self.key))
+        d = self.redis.call("delete", partial, what="save")
+        d.addCallback(lambda _: self.redis.call("sadd", partial, sorted(networks), what="save"))
+        d.addCallback(lambda _: self.redis.call("rename", partial, self.key, what="save"))
         return d.addCallback(lambda _: None)
 
     def close(self) -> Deferred[None]:
-        connection, self.connection = self.connection, None
-        if connection is None:
-            return succeed(None)
-        return connection.disconnect().addCallback(lambda _: None)
+        return self.redis.close()
 
 
 def block_store(cluster: ClusterConfig, clock: Any) -> BlockStore:

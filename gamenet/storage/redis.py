@@ -22,7 +22,7 @@ import math
 from typing import Any
 
 import attrs
-from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.defer import Deferred, fail
 from twisted.logger import Logger
 from zope.interface import implementer
 
@@ -43,13 +43,15 @@ class RedisStorage:
     @ivar cluster: the cluster: its name prefixes the keys; C{redis_*} say
         where Redis is; C{storage_ttl} and C{storage_timeout} apply.
     @ivar clock: where the timeouts are scheduled.
-    @ivar connection: the txredisapi connection handler, made on first use by
-        L{gamenet.redis.connect} unless given.
+    @ivar redis: its Redis client (one connection, made on the first call).
     """
 
     cluster: ClusterConfig
     clock: Any
-    connection: Any = None
+    redis: redis.RedisClient = attrs.field(init=False)
+
+    def __attrs_post_init__(self) -> None:
+        self.redis = redis.RedisClient(self.cluster, self.clock, "storage")
 
     @classmethod
     def for_cluster(cls, cluster: ClusterConfig, clock: Any) -> RedisStorage:
@@ -71,18 +73,12 @@ class RedisStorage:
         """
         return redis.key(self.cluster, "session", uid)
 
-    def _call(self, what: str, command: str, *args: Any) -> Deferred[Any]:
-        if self.connection is None:
-            self.connection = redis.connect(self.cluster, poolsize=1)
-        d = getattr(self.connection, command)(*args)
-        return redis.bounded(d, self.cluster.storage_timeout, self.clock, f"storage {what}")
-
     def _write(self, uid: str, settings: dict[str, Any]) -> Deferred[Any]:
         try:
             value = dumps(settings)
         except (TypeError, ValueError) as e:
             return fail(e)
-        return self._call("write", "set", self.key(uid), value, self.ttl)
+        return self.redis.call("set", self.key(uid), value, self.ttl, what="write")
 
     def storage(self, session: Any) -> Deferred[None]:
         """
@@ -97,7 +93,7 @@ class RedisStorage:
         """
         Forget the uid's record (C{DEL}).
         """
-        return self._call("delete", "delete", self.key(session.uid)).addCallback(lambda _: None)
+        return self.redis.call("delete", self.key(session.uid), what="delete").addCallback(lambda _: None)
 
     def query(self, uid: str) -> Deferred[dict[str, Any] | None]:
         """
@@ -118,7 +114,7 @@ class RedisStorage:
                 return None
             return settings
 
-        return self._call("query", "get", self.key(uid)).addCallback(parse)
+        return self.redis.call("get", self.key(uid), what="query").addCallback(parse)
 
     def heartbeat(self, session: Any) -> Deferred[None]:
         """
@@ -133,7 +129,7 @@ class RedisStorage:
                 return self._write(uid, session.settings)
             return None
 
-        return self._call("heartbeat", "expire", self.key(uid), self.ttl).addCallback(extended).addCallback(
+        return self.redis.call("expire", self.key(uid), self.ttl, what="heartbeat").addCallback(extended).addCallback(
             lambda _: None
         )
 
@@ -141,7 +137,4 @@ class RedisStorage:
         """
         Close the connection, if one was made; calls after this connect again.
         """
-        connection, self.connection = self.connection, None
-        if connection is None:
-            return succeed(None)
-        return connection.disconnect().addCallback(lambda _: None)
+        return self.redis.close()
