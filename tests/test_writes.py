@@ -17,6 +17,8 @@ from gamenet.connector.tcp import GatheredWrites, gathered, write_now
 from gamenet.plugins import discover
 from gamenet.testing import MemoryCluster, backend, cluster_config, frontend
 
+from .test_connection import CountingTransport
+
 
 def received(sock: socket.socket) -> bytes:
     """
@@ -107,16 +109,6 @@ class WriteNowTests(SynchronousTestCase):
         transport = StringTransport()
         write_now(transport, b"hello")
         self.assertEqual(transport.value(), b"hello")
-
-
-class CountingTransport(StringTransport):
-    def __init__(self) -> None:
-        super().__init__()
-        self.writes: list[bytes] = []
-
-    def write(self, data: bytes) -> None:
-        self.writes.append(data)
-        super().write(data)
 
 
 class Link(GatheredWrites):
