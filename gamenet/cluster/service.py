@@ -20,11 +20,11 @@ from ..connector.frontend import wait_at_most
 from ..connector.listener import listen
 from ..errors import GamenetError, RouteNotFound
 from ..protocol import serializer
-from ..protocol.message import NOTIFY, REQUEST, Message
 from . import routing, wire
 from .adopt import detach_output, run_directory
-from .backend import BackendSession, BackendSessionService
+from .backend import BackendSessionService
 from .control import ControlRemote
+from .forward import Forwarder, run_forwarded
 from .link import NodeLink
 from .master import MASTER_ID, PARENT_ENVIRONMENT
 from .node import NodeServer, RemoteError, node_tls_options
@@ -36,51 +36,6 @@ if TYPE_CHECKING:
     from ..app import Application
 
 log = Logger()
-
-
-class _ForwardResponder:
-    """
-    Turns the backend dispatcher's answer into the result of a node call.
-    """
-
-    __slots__ = ("d",)
-
-    def __init__(self) -> None:
-        self.d: Deferred[bytes] = Deferred()
-
-    def respond(self, id: int, value: Any, error: GamenetError | None = None) -> None:
-        if error is not None:
-            self.d.errback(error)
-        else:
-            self.d.callback(value if isinstance(value, bytes) else serializer.dumps(value))
-
-
-class _NoResponse:
-    @staticmethod
-    def respond(id: int, value: Any, error: GamenetError | None = None) -> None:
-        pass
-
-
-class Forwarder:
-    """
-    The dispatcher's handler for a route of another server type: picks a
-    server with that type's route function and forwards the message as received.
-    """
-
-    raw = True
-
-    def __init__(self, node: ClusterNode, server_type: str) -> None:
-        self.node = node
-        self.server_type = server_type
-
-    def __call__(self, message: Message, session: Any) -> Deferred[bytes] | None:
-        server = self.node.pick(self.server_type, session, message.route, message.body)
-        link = self.node.links[server.id]
-        payload = wire.encode_forward(message.route, session.export(), message.body)
-        if message.type == NOTIFY:
-            link.send(wire.NOTIFY, payload)
-            return None
-        return link.call(wire.FORWARD, payload, message.route)
 
 
 class ClusterNode(Service):
@@ -132,6 +87,9 @@ class ClusterNode(Service):
         # stops being so (_link_changed) and whenever the registry changes.
         self._available_by_type: dict[str, tuple[ServerConfig, ...]] = {}
         app.registry.listeners.append(self._forget_available)
+        # The types of the cluster file, for forwarder(): routes a client
+        # made up are never cached, and must not cost a scan of the file.
+        self._file_types = frozenset(server.type for server in cluster.servers)
         self._connect = connect or self._tcp_connect
         self._port: Any = None
         self._orphan_check: LoopingCall | None = None
@@ -344,8 +302,7 @@ class ClusterNode(Service):
         server_type = route.split(".", 1)[0]
         if server_type in ("sys", self.app.server_type):
             return None
-        if not self.app.servers_by_type(server_type) and not any(
-                server.type == server_type for server in self.app.cluster.servers):
+        if server_type not in self._file_types and not self.app.servers_by_type(server_type):
             return None
         return Forwarder(self, server_type)
 
@@ -399,14 +356,7 @@ class ClusterNode(Service):
         Run one call from C{peer_id}.
         """
         if kind == wire.FORWARD or kind == wire.NOTIFY:
-            route, data, body = wire.decode_forward(payload)
-            session = BackendSession(data, self.backend_sessions)
-            if kind == wire.NOTIFY:
-                self.app.dispatcher.dispatch(_NoResponse, session, Message(NOTIFY, 0, route, body))
-                return None
-            responder = _ForwardResponder()
-            self.app.dispatcher.dispatch(responder, session, Message(REQUEST, 1, route, body))
-            return responder.d
+            return run_forwarded(self, kind, payload)
         if kind == wire.PING:
             return succeed(b"")
         if kind == wire.DRAIN:
