@@ -152,7 +152,8 @@ class Sockets:
         self.arrived += 1
         if self.waiting is not None and self.arrived >= self.waiting[0]:
             d, self.waiting = self.waiting[1], None
-            d.callback(None)
+            # Once every listener of this push has it (drive's own counts it after this one).
+            self.reactor.callLater(0, d.callback, None)
 
     async def request(self, client: Any, route: str, msg: Any, pushes: int = 0) -> Any:
         d: Deferred[None] = Deferred()

@@ -170,6 +170,19 @@ class BenchScriptTests(TestCase):
         self.assertGreater(document["cpu_ratio"], 0)
         self.assertIn("gamenet/bare CPU per request:", text)
 
+    async def test_chatpath(self):
+        """
+        The chat path's count runs in memory and on loopback sockets, every
+        answer and push checked, and counts the servers' calls per message.
+        """
+        for mode in ((), ("--sockets",)):
+            code, document, text = await run_script(self, "chatpath", *mode, "--rooms", 2, "--users", 3,
+                                                    "--messages", 20, "--warmup", 5)
+            self.assertEqual(code, 0, text)
+            self.assertEqual((document["messages"], document["sockets"]), (20, bool(mode)))
+            self.assertGreater(document["python_calls_per_message"], 0)
+            self.assertIn("servers' Python calls per message", text)
+
 
 class SuiteTests(TestCase):
     """
