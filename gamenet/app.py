@@ -216,9 +216,10 @@ class Application(PomeloApplication, ServerCalls, HookCalls, MultiService):
 
     def enabled(self, key: str) -> bool:
         """
-        Whether a flag is set.
+        Whether a setting is true (Pomelo's C{!!app.get(key)}): set with a
+        true value, or a reserved key that has one.
         """
-        return self._settings.get(key) is True
+        return bool(self.get(key))
 
     def disabled(self, key: str) -> bool:
         """

@@ -11,6 +11,7 @@ Tested by tests/test_cron.py.
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, timezone, tzinfo
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping
 
@@ -35,6 +36,35 @@ _KEYS = frozenset({"id", "serverId", "time", "action"})
 Components = Callable[[], Mapping[str, Mapping[str, Callable[[], Any]]]]
 
 
+def _month(item: str) -> str:
+    """
+    One item of a Pomelo month list in cron's months: Pomelo counts them
+    from 0 (January) to 11, as JavaScript does, cron from 1 to 12. Pomelo's
+    C{r/p} is the months whose number leaves C{r} when divided by C{p}.
+    """
+    period = re.fullmatch(r"(\d+)/(\d+)", item)
+    if period is None:
+        return re.sub(r"^\d+|(?<=-)\d+", lambda number: str(int(number.group()) + 1), item)
+    remainder, step = map(int, period.groups())
+    months = [str(month + 1) for month in range(12) if step and month % step == remainder]
+    if not months:
+        raise CronSimError("Bad month")
+    return ",".join(months)
+
+
+def _schedule(time: str, start: datetime) -> CronSim:
+    """
+    The moments after C{start} of a Pomelo time, as cronsim computes them,
+    with Pomelo's months and its rule for the two day fields: a day must
+    match both (cron's rule is either, when both are restricted).
+    """
+    fields = time.split()
+    fields[4] = ",".join(_month(item) for item in fields[4].split(","))
+    schedule = CronSim(" ".join(fields), start)
+    schedule.day_and = True
+    return schedule
+
+
 def check_time(time: Any) -> str:
     """
     A Pomelo cron time, checked: six fields, seconds first.
@@ -45,7 +75,7 @@ def check_time(time: Any) -> str:
     if not isinstance(time, str) or len(time.split()) != 6:
         raise ValueError(f"time {time!r} is not six fields ({FIELDS})")
     try:
-        next(CronSim(time, datetime.fromtimestamp(0, timezone.utc)))
+        next(_schedule(time, datetime.fromtimestamp(0, timezone.utc)))
     except CronSimError as e:
         raise ValueError(f"time {time!r}: {str(e).lower()}") from None
     except StopIteration:
@@ -60,7 +90,7 @@ def next_time(time: str, after: float, tz: tzinfo | None = None) -> float:
     Pomelo's, when C{None}).
     """
     start = datetime.fromtimestamp(after, timezone.utc).astimezone(tz)
-    return next(CronSim(time, start)).timestamp()
+    return next(_schedule(time, start)).timestamp()
 
 
 @attrs.frozen
@@ -165,6 +195,17 @@ def select(crons: Mapping[str | None, Mapping[str, list[CronEntry]]], env: str, 
     return [e for e in table.get(server_type, ()) if e.server_id in (None, server_id)]
 
 
+def _listed(crons: Any, call: str) -> list[Any]:
+    """
+    The list given to C{add_crons} or C{remove_crons}.
+
+    @raise TypeError: one record, an id or anything else but a list was given.
+    """
+    if isinstance(crons, (str, bytes, Mapping)) or not isinstance(crons, Iterable):
+        raise TypeError(f"{call} takes a list of crons, not {type(crons).__name__}")
+    return list(crons)
+
+
 @attrs.define(eq=False)
 class Job:
     """
@@ -265,9 +306,10 @@ class CronService(Service):
             added before are scheduled with the file's).
         @raise ValueError: a record is malformed, its id is taken, or its
             action names no cron method of this server.
+        @raise TypeError: C{crons} is not a list.
         """
         entries = []
-        for i, raw in enumerate(crons):
+        for i, raw in enumerate(_listed(crons, "add_crons")):
             try:
                 entry = CronEntry.parse(raw)
             except ValueError as e:
@@ -286,9 +328,10 @@ class CronService(Service):
         server does not have is logged.
 
         @return: the ids removed.
+        @raise TypeError: C{crons} is not a list.
         """
         removed = []
-        for cron in crons:
+        for cron in _listed(crons, "remove_crons"):
             cron_id = str(cron.get("id") if isinstance(cron, Mapping) else cron)
             job = self.jobs.pop(cron_id, None)
             if job is None:

@@ -84,10 +84,12 @@ class Options(usage.Options):
 
 class ClusterService(MultiService):
     """
-    The servers this process runs; a port that cannot be opened ends the
-    process with the reason (after the cluster file's path) instead of a
-    traceback, and a server whose start fails (a component's C{init} raising,
-    say) is logged and stops the process.
+    The servers this process runs; a port that cannot be opened, or a
+    mistake found while the servers are made (a crons file's action that
+    names no cron method, a C{load_config} file that cannot be read), ends
+    the process with the reason instead of a traceback, and a server whose
+    start fails (a component's C{init} raising, say) is logged and stops
+    the process.
 
     @ivar path: the cluster file.
     """
@@ -101,7 +103,7 @@ class ClusterService(MultiService):
             super().privilegedStartService()
         except ListenError as e:
             raise SystemExit(f"gamenet: {self.path} {e}") from None
-        except (PluginError, TypeError, ValueError, OSError) as e:
+        except (PluginError, ConfigError, TypeError, ValueError, OSError) as e:
             raise SystemExit(f"gamenet: {e}") from None
 
     def startService(self) -> None:

@@ -94,19 +94,38 @@ class Unfinished:
     handlers: tuple[Step, ...]
 
 
-def _named(functions: Functions) -> list[tuple[str, Callable[[], Any]]]:
+Named = list[tuple[str, Callable[[], Any]]]
+
+
+def named(what: str, functions: Functions) -> Named:
+    """
+    Conditions or handlers as C{(name, function)} pairs: a mapping's items,
+    or the functions of a list named by their C{__name__}.
+
+    @param what: C{"conditions"} or C{"handlers"}, for the error.
+    @raise TypeError: C{functions} is neither a mapping nor a list, or one
+        of them is not callable (so that nothing runs).
+    """
     if isinstance(functions, Mapping):
-        return list(functions.items())
-    return [(getattr(fn, "__name__", str(i)), fn) for i, fn in enumerate(functions)]
+        pairs = list(functions.items())
+    elif isinstance(functions, (str, bytes)) or not isinstance(functions, Iterable):
+        raise TypeError(f"{what} must be a mapping of names to functions or a list of functions, "
+                        f"not {type(functions).__name__}")
+    else:
+        pairs = [(getattr(fn, "__name__", str(i)), fn) for i, fn in enumerate(functions)]
+    for key, fn in pairs:
+        if not callable(fn):
+            raise TypeError(f"{what}: {key!r} is {type(fn).__name__}, not a function")
+    return [(str(key), fn) for key, fn in pairs]
 
 
 def _describe(error: BaseException) -> str:
     return f"{type(error).__name__}: {error}"
 
 
-async def _check(conditions: Functions) -> tuple[Step, ...]:
+async def _check(conditions: Named) -> tuple[Step, ...]:
     steps = []
-    for name, condition in _named(conditions):
+    for name, condition in conditions:
         try:
             error = "returned False" if await settle(condition()) is False else None
         except Exception as e:
@@ -131,7 +150,7 @@ async def _attempt(name: str, handler: Callable[[], Any], tries: int) -> Step:
 
 
 async def run(
-    transaction_id: str, name: str, conditions: Functions, handlers: Functions, retry: int = 1,
+    transaction_id: str, name: str, conditions: Named, handlers: Named, retry: int = 1,
     started: Callable[[tuple[Step, ...]], None] = lambda conditions: None,
     ended: Callable[[Step], None] = lambda step: None,
 ) -> Outcome:
@@ -142,9 +161,8 @@ async def run(
     all (Pomelo's meaning: 1, no retry), with C{ended(step)} after each;
     a handler that fails every attempt ends the transaction.
 
-    @param conditions: functions of no argument, by name (a mapping, as
-        Pomelo's objects) or named by their C{__name__}; each may answer a
-        value, a Deferred or a coroutine.
+    @param conditions: functions of no argument with their names (see
+        L{named}); each may answer a value, a Deferred or a coroutine.
     @param handlers: the same.
     @param started: told before any handler runs; if it raises, none runs.
     """
@@ -153,7 +171,7 @@ async def run(
         return Outcome(transaction_id, name, CONDITIONS_FAILED, checked, ())
     started(checked)
     steps = []
-    for handler_name, handler in _named(handlers):
+    for handler_name, handler in handlers:
         step = await _attempt(handler_name, handler, max(1, retry))
         steps.append(step)
         ended(step)
@@ -297,10 +315,18 @@ class Transactions(Service):
         @return: a Deferred firing with its L{Outcome}; it fails only when
             the log cannot be written (then no handler has run if the
             C{started} line could not be).
+        @raise TypeError: C{name} is not a non-empty string, C{retry} not a
+            whole number, or C{conditions} or C{handlers} not functions (see
+            L{named}); nothing has run.
         """
-        return Deferred.fromCoroutine(self._run(name, conditions, handlers, retry))
+        if not isinstance(name, str) or not name:
+            raise TypeError(f"a transaction's name must be a non-empty string, not {name!r}")
+        if isinstance(retry, bool) or not isinstance(retry, int):
+            raise TypeError(f"retry must be a whole number of attempts, not {retry!r}")
+        return Deferred.fromCoroutine(self._run(name, named("conditions", conditions), named("handlers", handlers),
+                                                retry))
 
-    async def _run(self, name: str, conditions: Functions, handlers: Functions, retry: int) -> Outcome:
+    async def _run(self, name: str, conditions: Named, handlers: Named, retry: int) -> Outcome:
         self.recover()
         transaction_id = uuid.uuid4().hex
 

@@ -7,22 +7,26 @@ from __future__ import annotations
 
 import json
 import os
-from datetime import timezone
+from datetime import datetime, timezone
 from typing import Any
 
 import attrs
-from twisted.internet.defer import Deferred
+from twisted.internet import reactor
+from twisted.internet.defer import Deferred, succeed
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
 from gamenet import config
+from gamenet.client import Client
 from gamenet.config import ConfigError
 from gamenet.cron import CronEntry, CronService, check_time, next_time, parse_crons, read_crons, select
 from gamenet.component import cron_handler
 from gamenet.plugins import discover
 from gamenet.testing import MemoryCluster, backend, cluster_config
 
+from ._processes import eventually
 from .test_chat import GARDEN, LOBBY, PLUGINS, chat_cluster
+from .test_twistd import START_TIMEOUT, TwistdTestCase, default_cluster
 
 
 class ScheduleTests(SynchronousTestCase):
@@ -47,8 +51,40 @@ class ScheduleTests(SynchronousTestCase):
             check_time("61 * * * * *")
         self.assertEqual(str(e.exception), "time '61 * * * * *': bad second")
         with self.assertRaises(ValueError) as e:
-            check_time("0 0 0 31 2 *")
-        self.assertEqual(str(e.exception), "time '0 0 0 31 2 *': bad day-of-month")
+            check_time("0 0 0 31 1 *")
+        self.assertEqual(str(e.exception), "time '0 0 0 31 1 *': bad day-of-month")
+        for time, problem in [("0 0 0 1 12 *", "bad month"), ("0 0 0 1 7/5 *", "bad month"),
+                              ("0 0 0 31 1 1", "never comes")]:
+            with self.assertRaises(ValueError) as e:
+                check_time(time)
+            self.assertIn(problem, str(e.exception))
+
+    def test_pomeloMonths(self) -> None:
+        """
+        Months are Pomelo's, counted from 0 (January) to 11 as JavaScript
+        counts them: a number, a range, Pomelo's C{r/p} (the months whose
+        number leaves C{r} divided by C{p}) and cron's C{*/p} and names.
+        """
+        january_1971 = datetime(1971, 1, 1, tzinfo=timezone.utc).timestamp()
+        after = datetime(1970, 2, 10, tzinfo=timezone.utc).timestamp()
+        for time, expected in [("0 0 0 1 0 *", january_1971), ("0 0 0 1 JAN *", january_1971),
+                               ("0 0 0 1 11 *", datetime(1970, 12, 1, tzinfo=timezone.utc).timestamp()),
+                               ("0 0 0 1 1-2 *", datetime(1970, 3, 1, tzinfo=timezone.utc).timestamp()),
+                               ("0 0 0 1 0/3 *", datetime(1970, 4, 1, tzinfo=timezone.utc).timestamp()),
+                               ("0 0 0 1 */3 *", datetime(1970, 4, 1, tzinfo=timezone.utc).timestamp()),
+                               ("0 0 0 1 2,4-5/1 *", datetime(1970, 3, 1, tzinfo=timezone.utc).timestamp())]:
+            self.assertEqual(next_time(check_time(time), after, timezone.utc), expected, time)
+
+    def test_bothDays(self) -> None:
+        """
+        When both day fields are restricted a day must match both, as in
+        Pomelo (cron takes either): C{13} and Friday is Friday the 13th.
+        """
+        after = datetime(1970, 1, 1, tzinfo=timezone.utc).timestamp()
+        self.assertEqual(next_time("0 0 0 13 * 5", after, timezone.utc),
+                         datetime(1970, 2, 13, tzinfo=timezone.utc).timestamp())
+        self.assertEqual(next_time("0 0 0 * * 5", after, timezone.utc),
+                         datetime(1970, 1, 2, tzinfo=timezone.utc).timestamp())
 
     def test_secondsFirst(self) -> None:
         """
@@ -310,6 +346,21 @@ class ServiceTests(SynchronousTestCase):
             self.assertIn(message, str(e.exception))
         self.assertEqual(list(service.jobs), ["7"])
 
+    def test_notAList(self) -> None:
+        """
+        One record, or one id, given where a list is expected is a TypeError
+        saying so; nothing is added or removed.
+        """
+        service = self.service(self.everyMinute())
+        record = {"id": 2, "time": "0 * * * * *", "action": "roomCron.stats"}
+        for call, argument, message in [(service.add, record, "add_crons takes a list of crons, not dict"),
+                                        (service.remove, 1, "remove_crons takes a list of crons, not int"),
+                                        (service.remove, "1", "remove_crons takes a list of crons, not str")]:
+            with self.assertRaises(TypeError) as e:
+                call(argument)
+            self.assertEqual(str(e.exception), message)
+        self.assertEqual(list(service.jobs), ["1"])
+
     def test_addBeforeStart(self) -> None:
         """
         Records added before the server starts are scheduled when it starts,
@@ -467,3 +518,48 @@ class ChatCronTests(SynchronousTestCase):
                                        f"dave@{GARDEN}": [garden]})
         self.cluster.advance(60)
         self.assertEqual(self.pushes[f"dave@{GARDEN}"], [garden, garden])
+
+
+class ChatCronProcessTests(TwistdTestCase):
+    """
+    The chat example's cron in a real process: the crons file named by the
+    cluster file, run on the reactor's clock, pushing to a real client.
+    """
+
+    async def test_roomStats(self) -> None:
+        """
+        With the example's crons file changed to every second, a user in a
+        room of the chat cluster (C{twistd gamenet --all}) gets
+        C{onRoomStats} with its room's count, again and again.
+        """
+        crons = os.path.join(self.directory, "crons.json")
+        with open(CHAT_CRONS, encoding="utf-8") as f:
+            data = json.load(f)
+        data["chat"][0]["time"] = "* * * * * *"
+        with open(crons, "w", encoding="utf-8") as f:
+            json.dump(data, f)
+        path, frontends, _ = default_cluster(self.directory)
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+        changed = text.replace(f"crons = {os.path.normpath(CHAT_CRONS)}", f"crons = {crons}")
+        self.assertNotEqual(changed, text, "etc/cluster.ini: expected the example's crons file")
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(changed)
+        self.start_twistd("--config", path, "--all")
+        port = next(port for kind, port in frontends.values() if kind == "connector")
+        stats: list[Any] = []
+
+        async def enter() -> bool:
+            # The connector's links to the chat servers may still be coming up.
+            client = await Client.connect(reactor, "127.0.0.1", port, "tcp", timeout=5)
+            self.addCleanup(client.close)
+            client.on("onRoomStats", stats.append)
+            answer = await client.request("connector.entryHandler.enter", {"username": "ann", "rid": "r1"})
+            if answer != {"users": ["ann"]}:
+                await client.close()
+                return False
+            return True
+
+        await eventually(enter, START_TIMEOUT, "ann to enter room r1", self.fail, 0.2)
+        await eventually(lambda: succeed(len(stats) >= 2), 10, "two onRoomStats pushes", self.fail, 0.05)
+        self.assertEqual(stats[:2], [{"rid": "r1", "users": 1}] * 2)

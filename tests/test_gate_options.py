@@ -7,6 +7,8 @@ counts of messages received and sent and the connection time, on the session.
 
 from __future__ import annotations
 
+import os
+
 import attrs
 from twisted.internet import reactor
 from twisted.internet.error import ConnectionRefusedError
@@ -17,11 +19,13 @@ from gamenet import Handler, handler
 from gamenet.app import Application
 from gamenet.client import Client, ClientError
 from gamenet.connector import ListenError
-from gamenet.protocol import message
+from gamenet.protocol import message, package, serializer
 from gamenet.testing import MemoryCluster, cluster_config, frontend, free_ports, start_server
 
 from .test_config import ConfigTestCase
 from .test_connection import ConnectionTestsMixin, CountingTransport, TCPLinkMixin, data
+from .test_limits import LimitsBase
+from .test_tls import write_certificate
 
 GATE = """
 [cluster]
@@ -109,9 +113,11 @@ class ListenerTests(TestCase):
     async def test_twoPorts(self) -> None:
         """
         A TCP client on C{tcp_port} and a WebSocket client on C{ws_port} are
-        served by the same frontend as the client port's.
+        served by the same frontend as the client port's; each session
+        counts its messages and knows when it connected.
         """
         tcp_port, ws_port = free_ports(2)
+        started = reactor.seconds()
         app = await self.start(tcp_port=tcp_port, ws_port=ws_port)
         tcp = await self.client(tcp_port, "tcp")
         ws = await self.client(ws_port, "websocket")
@@ -121,6 +127,33 @@ class ListenerTests(TestCase):
         hybrid = await self.client(app.server.client_port, "tcp")
         self.assertEqual((await hybrid.request("connector.echo.echo", 3))["msg"], 3)
         self.assertEqual(len(app.sessions), 3)
+        await tcp.request("connector.echo.echo", 4)
+        counts = sorted((session.transport, session.messages_received, session.messages_sent)
+                        for session in app.sessions)
+        self.assertEqual(counts, [("tcp", 1, 1), ("tcp", 2, 2), ("websocket", 1, 1)])
+        self.assertTrue(all(started <= session.connected_at <= reactor.seconds() for session in app.sessions))
+
+    async def test_tls(self) -> None:
+        """
+        With C{tls_cert} and C{tls_key} (mqant's C{TLS}, C{CertFile} and
+        C{KeyFile}), the two ports speak TLS too; a plain client gets no answer.
+        """
+        directory = self.mktemp()
+        os.makedirs(directory)
+        cert, key = os.path.join(directory, "cert.pem"), os.path.join(directory, "key.pem")
+        write_certificate(cert, key)
+        tcp_port, ws_port = free_ports(2)
+        client_port, = free_ports(1)
+        server = attrs.evolve(frontend("connector-1", "connector", client_port, tls_cert=cert, tls_key=key),
+                              tcp_port=tcp_port, ws_port=ws_port)
+        app = await start_server(cluster_config(server), "connector-1", [handler(Echo, "connector")])
+        self.addCleanup(app.stopService)
+        for port, transport in ((tcp_port, "tcp"), (ws_port, "websocket")):
+            client = await Client.connect(reactor, "127.0.0.1", port, transport, tls=True, timeout=5)
+            self.addCleanup(client.close)
+            self.assertEqual((await client.request("connector.echo.echo", port))["transport"], f"{transport}+tls")
+            with self.assertRaises(ClientError):
+                await Client.connect(reactor, "127.0.0.1", port, transport, timeout=2)
 
     async def test_oneTransportEach(self) -> None:
         """
@@ -202,6 +235,32 @@ class MessageQueueTests(TCPLinkMixin, SynchronousTestCase):
                 self.assertTrue(session.send("onPush", n))
             self.connection.resumeProducing()
         self.assertFalse(self.transport.disconnected)
+
+
+class MessageQueueSocketTests(LimitsBase, TestCase):
+    """
+    C{max_outbound_messages} over a real socket.
+    """
+
+    server_transport = "tcp"
+    client_transport = "tcp"
+
+    async def test_slowConsumer(self) -> None:
+        """
+        A client that stops reading while small messages are pushed to it is
+        dropped as a slow consumer once more than C{max_outbound_messages}
+        wait for it, though all of them together (64 MB) are under the byte
+        bound; another client is served all along.
+        """
+        await self.serve(max_outbound_messages=16, max_outbound_queue=256 * 1024 * 1024)
+        offender = await self.raw()
+        await offender.open()
+        flood = serializer.dumps({"size": 512, "per_step": 64, "steps": 2000})
+        offender.send(package.encode(package.DATA, message.encode(message.REQUEST, 1, "connector.game.flood", flood)))
+        offender.pause()
+        await self.session_closed("slow consumer")
+        self.assertEqual(self.metrics["slow_consumers"], 1)
+        await self.assertServing()
 
 
 class CountTests(ConnectionTestsMixin, SynchronousTestCase):

@@ -15,12 +15,16 @@ import os
 from typing import Any
 
 import attrs
-from twisted.trial.unittest import SynchronousTestCase
+from twisted.internet import reactor
+from twisted.internet.defer import DeferredList
+from twisted.internet.task import deferLater
+from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from gamenet import GamenetError, Handler, Remote, controller, handler, remote
 from gamenet.app import Application
+from gamenet.client import Client
 from gamenet.config import ConfigError, ServerConfig
-from gamenet.testing import MemoryCluster, backend, cluster_config, frontend
+from gamenet.testing import MemoryCluster, backend, cluster_config, free_ports, frontend, start_server
 
 
 def cluster(**fields: Any) -> Any:
@@ -68,6 +72,18 @@ class ApplicationTests(SynchronousTestCase):
         self.app.set("env", "staging")
         self.assertEqual(self.app.get("env"), "staging")
         self.assertEqual(self.app.get("nothing", 7), 7)
+
+    def test_enabled(self) -> None:
+        """
+        C{enabled(key)} is Pomelo's C{!!app.get(key)}: any true value,
+        reserved keys included; C{disabled} is its opposite.
+        """
+        app = self.app
+        app.set("workers", 4).set("empty", "")
+        self.assertEqual([app.enabled(key) for key in ("workers", "empty", "nothing", "serverId", "master")],
+                         [True, False, False, True, True])
+        self.assertEqual([app.disabled(key) for key in ("workers", "empty", "nothing")], [False, True, True])
+        self.assertTrue(self.backend.disabled("sessionService"))
 
     def test_loadConfig(self) -> None:
         """
@@ -426,6 +442,114 @@ class BackendSessionTests(ClusterTestsMixin, SynchronousTestCase):
         self.assertEqual(session.settings, {"rid": "r1", "gold": 2, "hp": 9})
         self.result(session.set_settings({"hp": 1}))
         self.assertEqual(session.settings, {"hp": 1})
+
+
+WAIT = 5.0
+
+
+class LoopbackTests(TestCase):
+    """
+    The channel shapes and backend session calls between servers linked
+    over real loopback sockets, with real clients.
+    """
+
+    timeout = 30
+    registrations = ClusterTestsMixin.registrations
+
+    async def wait_for(self, predicate: Any, what: str) -> None:
+        deadline = reactor.seconds() + WAIT
+        while not predicate():
+            if reactor.seconds() > deadline:
+                self.fail(f"timed out waiting for {what}")
+            await deferLater(reactor, 0.01, lambda: None)
+
+    async def setUp(self) -> None:
+        ports = free_ports(5)
+        config = cluster_config(frontend("connector-1", "connector", ports[0], ports[1]),
+                                frontend("connector-2", "connector", ports[2], ports[3]),
+                                backend("area-1", "area", ports[4]), extra_routes=["onChat", "onAll"])
+        self.apps = {}
+        for server_id in ("connector-1", "connector-2", "area-1"):
+            self.apps[server_id] = await start_server(config, server_id, self.registrations)
+        self.addCleanup(lambda: DeferredList([app.stopService() for app in self.apps.values()]))
+        await self.wait_for(lambda: all(link.up for app in self.apps.values() for link in app.node.links.values()),
+                            "the node links")
+        self.pushed: dict[str, list[Any]] = {}
+        self.clients = {}
+        for port, uid in ((ports[0], "ann"), (ports[2], "bob"), (ports[0], None)):
+            client = await Client.connect(reactor, "127.0.0.1", port, "tcp", timeout=WAIT)
+            self.addCleanup(client.close)
+            self.clients[uid or "guest"] = client
+            if uid is not None:
+                await client.request("connector.entry.login", {"uid": uid})
+            for route in ("onChat", "onAll"):
+                client.on(route, lambda msg, who=uid or "guest", route=route:
+                          self.pushed.setdefault(who, []).append((route, msg)))
+
+    async def test_channels(self) -> None:
+        """
+        Pomelo's records, the route carried by the message, a malformed
+        record refused before anything is pushed, and C{broadcast} with
+        C{binded} and C{filterParam}, reach the clients on both connectors.
+        """
+        channels = self.apps["area-1"].channels
+        with self.assertRaises(ValueError):
+            channels.push_message_by_uids("onChat", {"n": 0}, [{"uid": "ann", "sid": "connector-1"}, {"uid": "bob"}])
+        records = [{"uid": "ann", "sid": "connector-1"}, {"uid": "bob", "sid": "connector-2"}]
+        self.assertEqual(await channels.push_message_by_uids("onChat", {"n": 1}, records, {}), [])
+        room = channels.create_channel("room")
+        room.add("bob", "connector-2")
+        self.assertEqual(await room.push_message({"route": "onChat", "n": 2}), [])
+        for app in self.apps.values():
+            app.channels.broadcast_filter = lambda session, msg, param: param is None or session.uid != param
+        self.assertEqual(await channels.broadcast("connector", "onAll", {"n": 3}, {"binded": True, "filterParam": "bob"}),
+                         1)
+        self.assertEqual(await channels.broadcast("connector", "onAll", {"n": 4}), 3)
+        await self.wait_for(lambda: len(self.pushed.get("guest", [])) == 1, "the pushes")
+        self.assertEqual(self.pushed, {
+            "ann": [("onChat", {"n": 1}), ("onAll", {"n": 3}), ("onAll", {"n": 4})],
+            "bob": [("onChat", {"n": 1}), ("onChat", {"route": "onChat", "n": 2}), ("onAll", {"n": 4})],
+            "guest": [("onAll", {"n": 4})],
+        })
+
+    async def test_routeFunction(self) -> None:
+        """
+        A four-argument route function on a connector sees the session, the
+        route, the body as the client sent it and the servers by id, for a
+        message forwarded over the node link.
+        """
+        seen: list[Any] = []
+
+        def pick(session, route, body, servers):
+            seen.append((session.uid, route, json.loads(body), sorted(servers)))
+            return "area-1"
+
+        self.apps["connector-1"].route("area", pick)
+        answer = await self.clients["ann"].request("area.area.where", {"to": "area-1"})
+        self.assertEqual(answer, {"server": "area-1", "msg": {"to": "area-1"}})
+        self.assertEqual(seen, [("ann", "area.area.where", {"to": "area-1"}, ["area-1"])])
+
+    async def test_backendSession(self) -> None:
+        """
+        From a backend: C{set_batch} reaches the frontend session, C{refresh}
+        reads it back, C{is_connected} asks it, C{close} closes the client's
+        connection with its reason.
+        """
+        frontend_session, = [s for s in self.apps["connector-2"].sessions]
+        session = await self.apps["area-1"].backend_sessions.get("connector-2", frontend_session.id)
+        await session.set_batch({"gold": 5, "hp": 9})
+        self.assertEqual(frontend_session.settings, {"gold": 5, "hp": 9})
+        frontend_session.set("hp", 8)
+        session.set("local", 1)
+        await session.refresh()
+        self.assertEqual((session.uid, session.settings), ("bob", {"gold": 5, "hp": 8}))
+        self.assertIs(await session.is_connected(), True)
+        await session.close("bye")
+        await self.wait_for(lambda: self.clients["bob"].closed.called, "bob's connection to close")
+        self.assertEqual(frontend_session.close_reason, "bye")
+        self.assertIs(await session.is_connected(), False)
+        with self.assertRaises(GamenetError):
+            await session.refresh()
 
 
 class Room:

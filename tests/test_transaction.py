@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 from typing import Any
 
 import attrs
@@ -15,10 +16,12 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
 from gamenet import config
-from gamenet.testing import MemoryCluster, backend, cluster_config
+from gamenet.testing import MemoryCluster, backend, cluster_config, free_ports
 from gamenet.transaction import (
     COMMITTED, CONDITIONS_FAILED, HANDLERS_FAILED, Outcome, Step, TransactionLog, Transactions, Unfinished,
 )
+
+from .test_twistd import START_TIMEOUT, TwistdTestCase
 
 
 class Flaky:
@@ -154,6 +157,31 @@ class TransactionTests(SynchronousTestCase):
         self.assertEqual(self.calls, ["pay", "give"])
         self.assertEqual(outcome.handlers, (Step("pay"), Step("<lambda>")))
 
+    def test_badArguments(self) -> None:
+        """
+        A name that is not a string, a C{retry} that is not a number, or
+        conditions or handlers that are not functions (as Pomelo checks
+        them) are a TypeError at the call, before any of them runs and
+        before anything is logged.
+        """
+        ok = Flaky(self.calls, "ok")
+        cases = [
+            (("", {}, [ok]), "name must be a non-empty string"),
+            ((7, {}, [ok]), "name must be a non-empty string"),
+            (("buy", {}, [ok], "3"), "retry must be a whole number of attempts, not '3'"),
+            (("buy", {}, [ok], True), "retry must be a whole number"),
+            (("buy", None, [ok]), "conditions must be a mapping of names to functions or a list of functions, not NoneType"),
+            (("buy", {}, "pay"), "handlers must be a mapping of names to functions or a list of functions, not str"),
+            (("buy", {"ok": ok}, {"pay": ok, "give": "later"}), "handlers: 'give' is str, not a function"),
+            (("buy", [ok, 3], [ok]), "conditions: '1' is int, not a function"),
+        ]
+        for args, message in cases:
+            with self.assertRaises(TypeError) as e:
+                self.service.run(*args)
+            self.assertIn(message, str(e.exception))
+        self.assertEqual(self.calls, [])
+        self.assertFalse(os.path.exists(self.path))
+
     def test_unwritableLog(self) -> None:
         """
         When the log cannot be written no handler runs, and the caller's
@@ -260,3 +288,65 @@ class ApplicationTests(SynchronousTestCase):
         records = TransactionLog(os.path.join(log_dir, "transaction-chat-1.log")).read()
         self.assertEqual([r["event"] for r in records], ["started", "handler", "finished"])
         self.assertEqual(app.transactions.unfinished, [])
+
+
+GRANT = """
+import os
+
+from twisted.internet.defer import Deferred
+
+from gamenet import configure
+
+
+def grant(app):
+    # Once: the transaction's second handler never ends, and the process is killed then.
+    marker = os.path.join(app.base, "granted")
+    if not os.path.exists(marker):
+        open(marker, "w").close()
+        app.transaction("grant", {"has_room": lambda: True}, {"pay": lambda: None, "give": lambda: Deferred()})
+
+
+grants = configure(lambda app: app.after_startup(grant), "area")
+"""
+
+
+class CrashProcessTests(TwistdTestCase):
+    """
+    A server process killed mid-transaction, started again.
+    """
+
+    def log_records(self) -> list[dict[str, Any]]:
+        return TransactionLog(os.path.join(self.directory, "logs", "transaction-area-1.log")).read()
+
+    async def test_killed(self) -> None:
+        """
+        A server SIGKILLed while a handler runs leaves the C{started} line
+        and the handlers done in its log; started again, it reports the
+        transaction in its log output and closes it with an C{interrupted} line.
+        """
+        games = os.path.join(self.directory, "games", "grantgame")
+        os.makedirs(games)
+        open(os.path.join(games, "__init__.py"), "w").close()
+        with open(os.path.join(games, "grants.py"), "w") as f:
+            f.write(GRANT)
+        path = os.path.join(self.directory, "cluster.ini")
+        with open(path, "w") as f:
+            f.write(f"[cluster]\nname = tx\nsecret = s\nplugins = grantgame\n"
+                    f"plugin_path = {os.path.dirname(games)}\n"
+                    f"[server:area-1]\ntype = area\nhost = 127.0.0.1\nnode_port = {free_ports(1)[0]}\n")
+        first = self.start_twistd("--config", path, "--all")
+        await self.wait_for(lambda: [r["event"] for r in self.log_records()] == ["started", "handler"],
+                            START_TIMEOUT, "the transaction's first handler")
+        os.kill(first.pid, signal.SIGKILL)
+        first.wait()
+        self.start_twistd("--config", path, "--all")
+        await self.wait_for(lambda: len(self.log_records()) == 3, START_TIMEOUT, "the interrupted line")
+        started, handler, interrupted = self.log_records()
+        self.assertEqual((started["name"], started["conditions"]),
+                         ("grant", [{"name": "has_room", "attempts": 1, "error": None}]))
+        self.assertEqual((handler["handler"], handler["error"]), ("pay", None))
+        self.assertEqual((interrupted["event"], interrupted["id"], interrupted["handlers"]),
+                         ("interrupted", started["id"], [{"name": "pay", "attempts": 1, "error": None}]))
+        await self.wait_for(lambda: "did not finish" in self.read_output(), START_TIMEOUT, "the report")
+        self.assertIn(f"transaction grant {started['id']} started at {started['time']} on area-1 did not finish; "
+                      "handlers done: pay", self.read_output())

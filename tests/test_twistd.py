@@ -314,6 +314,30 @@ class BadStartTests(TwistdTestCase):
         path, code, out = self.plugins("examples.chat.plugins nosuchgame", {})
         self.assertOneLine(code, out, f"{path} [cluster] plugins: plugin package nosuchgame", "ModuleNotFoundError")
 
+    def test_cronAction(self) -> None:
+        """
+        A crons file whose action names no method of the cron component
+        stops the start with one line naming the file, the entry and the action.
+        """
+        crons = os.path.join(self.directory, "crons.json")
+        with open(crons, "w", encoding="utf-8") as f:
+            f.write('{"chat": [{"id": 1, "time": "0 * * * * *", "action": "roomCron.nope"}]}')
+        path, _ = self.changed_cluster({"cluster": {"crons": crons}})
+        code, out = self.run_twistd("--config", path, "--all")
+        self.assertOneLine(code, out, f"gamenet: {crons}: chat[0] (id 1): action 'roomCron.nope'",
+                           "cron 'roomCron' has no method 'nope'")
+
+    def test_loadConfig(self) -> None:
+        """
+        A C{load_config} in a game's C{configure} whose file is missing stops
+        the start with one line naming the file and the setting.
+        """
+        plugin = "from gamenet import configure\nrules = configure(lambda app: app.load_config('rules', 'rules.json'))\n"
+        _, code, out = self.plugins("examples.chat.plugins rulesgame",
+                                    {"rulesgame/__init__.py": "", "rulesgame/rules.py": plugin})
+        self.assertOneLine(code, out, f"gamenet: {os.path.join(self.directory, 'rules.json')}: cannot read rules",
+                           "No such file or directory")
+
     def test_duplicatePorts(self) -> None:
         """
         Two keys with the same port on one host stop the start with one line
