@@ -36,10 +36,12 @@ from twisted.web.server import Site
 
 from gamenet.admin._api import DASHBOARD, AdminApi
 from gamenet.client import Client
+from gamenet.config import load
 from gamenet.testing import FakeFleet, free_ports, server_record
 
 from ._node import BROWSER, browser_node, node_tools
 from ._processes import CHAT_EXAMPLE, MasterProcess, accepts, cluster_section, server_section
+from .test_twistd import DEFAULT_CLUSTER
 
 log = Logger()
 
@@ -260,6 +262,8 @@ class BrowserTestCase(TestCase):
         """
         path = os.path.join(self.shots, name)
         await self.do(do="screenshot", path=path)
+        with open(path, "rb") as f:
+            self.assertEqual(f.read(8), b"\x89PNG\r\n\x1a\n", path)
         log.info("dashboard screenshot: {path}", path=path)
         return path
 
@@ -425,6 +429,24 @@ def _free_run(count: int, taken: Collection[int]) -> int:
         if ports == list(range(ports[0], ports[0] + count)) and not any(port in taken for port in ports):
             return ports[0]
     raise RuntimeError(f"no {count} consecutive free ports found")
+
+
+class DefaultClusterTests(SynchronousTestCase):
+    """
+    L{ClusterTests} run the default cluster's servers.
+    """
+
+    def test_servers(self) -> None:
+        """
+        L{SERVERS} and L{FRONTENDS} are the servers and frontends of
+        C{etc/cluster.ini}, in its order; L{server_section} gives each the
+        type its section has.
+        """
+        cluster = load(DEFAULT_CLUSTER, {})
+        self.assertEqual([server.id for server in cluster.servers], list(SERVERS))
+        self.assertEqual([server.id for server in cluster.servers if server.frontend], list(FRONTENDS))
+        self.assertEqual({server.id: server.type for server in cluster.servers},
+                         {server: server.rsplit("-", 1)[0] for server in SERVERS})
 
 
 def cluster_text(ports: dict[str, int]) -> str:

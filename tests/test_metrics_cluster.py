@@ -2,7 +2,8 @@
 C{/metrics} of a real cluster of processes: C{twistd -n gamenet --config
 FILE} (the master) runs the chat example's connector and chat server as
 child processes, each serving its metrics on its own port, and the test
-scrapes them over HTTP while a client sends known numbers of requests.
+scrapes them over HTTP while a client sends known numbers of requests, or a
+flood of unknown routes.
 
 The processes run the installed gamenet (see L{tests._processes.MasterProcess});
 only the chat example is found through the cluster file's C{plugin_path}. Every wait is bounded; every process
@@ -33,12 +34,17 @@ REQUEST_TIMEOUT = 10.0
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
 
+FLOOD = 100_000
+
+
 def cluster_text(ports: dict[str, int]) -> str:
     """
     A cluster of one connector and one chat server of the chat example,
-    each with its own metrics port.
+    each with its own metrics port; a client may send its whole L{FLOOD}
+    within a second.
     """
     return (cluster_section("metrics", ports["master"], **CHAT_EXAMPLE, rpc_timeout=5)
+            + f"\n[frontend]\nmessages_per_second = {2 * FLOOD}\n"
             + server_section("connector-1", ports) + server_section("chat-1", ports))
 
 
@@ -187,6 +193,46 @@ class MetricsClusterTests(TestCase):
         connector = await self.scrape("connector-1")
         self.assertGreater(self.value(connector, "connector-1", "process_resident_memory_bytes"), 0)
         self.assertEqual(self.value(connector, "connector-1", "gamenet_client_connections_open"), 2)
+
+    async def test_unknownRouteFlood(self) -> None:
+        """
+        A client sending L{FLOOD} notifies to as many different unknown
+        routes, half of the connector's type and half of the chat server's
+        (forwarded there), adds no series to either server: both count them
+        under C{route="unknown"}, and the connector still answers.
+        """
+        client = await self.connect()
+        for route in ("connector.nothing.first", "chat.nothing.first"):
+            self.assertEqual((await self.request(client, route, {}))["code"], 404)
+            client.notify(route, {})
+        last: dict[str, Any] = {}
+
+        async def counted(notifies: int) -> dict[str, Samples]:
+            """
+            Scrape both servers until the connector served C{notifies}
+            unknown notifies and forwarded as many, and chat-1 served those.
+            """
+            async def attempt() -> bool:
+                samples = last["samples"] = {server: await self.scrape(server) for server in self.metrics}
+                last["found"] = [self.value(samples[server], server, name, route="unknown", kind="notify")
+                                 for server, name in (("connector-1", "gamenet_requests_total"),
+                                                      ("connector-1", "gamenet_forwarded_requests_total"),
+                                                      ("chat-1", "gamenet_requests_total"))]
+                return last["found"] == [notifies] * 3
+
+            await eventually(attempt, 60, f"{notifies} unknown notifies counted",
+                             lambda text: self.fail(f"{text}; counted {last.get('found')}"), 0.2)
+            return last["samples"]
+
+        before = await counted(1)
+        for n in range(FLOOD // 2):
+            client.notify(f"connector.nothing.m{n}", {})
+            client.notify(f"chat.nothing.m{n}", {})
+        after = await counted(1 + FLOOD // 2)
+        for server in self.metrics:
+            self.assertEqual(set(after[server]), set(before[server]), server)
+        answer = await self.request(client, "connector.echoHandler.echo", {"still": "here"})
+        self.assertEqual(answer, {"still": "here"})
 
     @staticmethod
     def async_value(condition: Any) -> Any:

@@ -6,7 +6,8 @@ Each L{Application} has its own registry (several may share a process, as in
 tests), with the constant labels C{server_id} and C{server_type} on every
 series, the process's CPU and memory (prometheus_client's process collector)
 and Python's platform information. Every metric is listed in
-doc/observability.md. Tested by L{tests.test_metrics} and
+doc/observability.md. Tested by L{tests.test_metrics},
+L{tests.test_metrics_frontend}, L{tests.test_metrics_export} and
 L{tests.test_metrics_cluster}.
 """
 

@@ -1,6 +1,6 @@
 """
 C{/metrics} over HTTP: the Prometheus text exposition of one registry.
-Tested by L{tests.test_metrics}.
+Tested by L{tests.test_metrics_export}.
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
 """
 L{Metrics}: one server's counters, its Prometheus registry and the summary
-the master polls. Tested by L{tests.test_metrics}.
+the master polls. Tested by L{tests.test_metrics}, L{tests.test_metrics_frontend}
+and L{tests.test_metrics_export}.
 """
 
 from __future__ import annotations
