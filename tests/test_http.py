@@ -1,7 +1,8 @@
 """
-Tests for L{gamenet.http}: GoFrame's registration modes, patterns, priority
-rules, domains and hook events, served through L{HttpResource} to a real
-HTTP client over memory (L{StubTreq}).
+Tests for L{gamenet.http}: GoFrame's registration modes, patterns, domains,
+the request and its errors, served through L{HttpResource} to a real HTTP
+client over memory (L{StubTreq}); the priority rules, the hook events and
+the seed's examples are in C{tests/test_http_goframe.py}.
 """
 
 from __future__ import annotations
@@ -10,10 +11,11 @@ import json
 from typing import Any
 
 from twisted.internet.defer import Deferred, succeed
+from twisted.logger import capturedLogs, formatEvent
 from twisted.trial.unittest import SynchronousTestCase
 from treq.testing import StubTreq
 
-from gamenet import Application, GamenetError, Refused, http_controller, http_handler, http_hook, http_object
+from gamenet import Application, GamenetError, http_controller, http_handler, http_hook, http_object
 from gamenet.http import Controller, HttpResource, parse, uri_name
 from gamenet.testing import backend, cluster_config
 
@@ -48,10 +50,13 @@ class PatternTests(SynchronousTestCase):
 
     def test_uriName(self):
         """
-        GoFrame's default method URI: lower case, words joined by C{-}.
+        GoFrame's default method URI: lower case, words joined by C{-}, a
+        word starting at each C{_} or capital.
         """
-        self.assertEqual(uri_name("show_list"), "show-list")
-        self.assertEqual(uri_name("Name"), "name")
+        for name, uri in (("show_list", "show-list"), ("Name", "name"), ("ShowList", "show-list"),
+                          ("Show_List", "show-list"), ("Show1", "show1"), ("get_HP", "get-h-p"),
+                          ("UserName", "user-name"), ("ShowListItems", "show-list-items")):
+            self.assertEqual(uri_name(name), uri, name)
 
 
 class HttpTestCase(SynchronousTestCase):
@@ -140,6 +145,12 @@ class Counted(Controller):
         return "got"
 
 
+class Refusing(Counted):
+    def init(self, request):
+        super().init(request)
+        raise GamenetError("not now", 503)
+
+
 class ModeTests(HttpTestCase):
     """
     Every registration mode of the seed.
@@ -151,10 +162,12 @@ class ModeTests(HttpTestCase):
 
     def test_function(self):
         """
-        A function on a pattern gets the request, with the Application.
+        A function on a pattern gets the request, with the Application and
+        the client's address.
         """
-        self.http.bind_handler("/hello", lambda r: {"hi": r.query.get("name"), "server": r.app.server_id})
-        self.assertAnswer("GET", "/hello?name=ann", {"hi": "ann", "server": "web-1"})
+        self.http.bind_handler("/hello", lambda r: {"hi": r.query.get("name"), "server": r.app.server_id,
+                                                    "peer": r.peer})
+        self.assertAnswer("GET", "/hello?name=ann", {"hi": "ann", "server": "web-1", "peer": "127.0.0.1"})
 
     def test_objectMethod(self):
         """
@@ -190,12 +203,21 @@ class ModeTests(HttpTestCase):
 
     def test_nameMapping(self):
         """
-        C{name_func} names the method URIs; C{{method}} places them.
+        C{name_func} names the method URIs; C{{.method}} places them, and
+        C{{.struct}} places the class's name, as in GoFrame.
         """
+        class ShopFront(Shop):
+            pass
+
         self.http.bind_object("/a", Shop(), name_func=lambda n: n.replace("_", ""))
-        self.http.bind_object("/b/{method}/v1", Shop(), methods=["show"])
+        self.http.bind_object("/b/{.method}/v1", Shop(), methods=["show"])
+        self.http.bind_object("/{.struct}-{.method}", ShopFront(), methods=["show_list"])
+        self.http.bind_controller("/c/{.struct}/{.method}", Counted, "name")
         self.assertAnswer("GET", "/a/showlist", ["a", "b"])
         self.assertAnswer("GET", "/b/show/v1", "show")
+        self.assertEqual(self.call("GET", "/b/show")[0], 404)
+        self.assertAnswer("GET", "/shop-front-show-list", ["a", "b"])
+        self.assertEqual(self.call("GET", "/c/counted/name")[0], 200)
 
     def test_rest(self):
         """
@@ -247,6 +269,14 @@ class ModeTests(HttpTestCase):
         self.assertAnswer("GET", "/c/fail", {"code": 409, "message": "no"}, 409)
         self.assertEqual(Counted.calls, ["init", "shut"])
         self.assertEqual(self.call("GET", "/c/name")[0], 404)
+
+    def test_controllerShutOnInitError(self):
+        """
+        C{shut} runs when C{init} raises; the method is not called.
+        """
+        self.http.bind_controller_method("/r", Refusing, "name")
+        self.assertAnswer("GET", "/r/name", {"code": 503, "message": "not now"}, 503)
+        self.assertEqual(Counted.calls, ["init", "shut"])
 
     def test_controllerRest(self):
         """
@@ -342,79 +372,6 @@ class PatternServeTests(HttpTestCase):
         self.assertEqual(self.call("POST", "/only")[0], 405)
 
 
-class PriorityTests(HttpTestCase):
-    """
-    GoFrame's priority between patterns that match the same URI, whatever
-    the order they were registered in.
-    """
-
-    def served(self, patterns: list[str], path: str, method: str = "GET") -> str:
-        """
-        Which of C{patterns} serves C{path}, registered in both orders.
-        """
-        answers = set()
-        for order in (patterns, list(reversed(patterns))):
-            self.setUp()
-            for pattern in order:
-                self.http.bind_handler(pattern, lambda r, p=pattern: p)
-            code, _, body = self.call(method, path)
-            self.assertEqual(code, 200)
-            answers.add(body)
-        self.assertEqual(len(answers), 1, f"{path}: the order of registration changed the answer")
-        return answers.pop()
-
-    def test_deeperFirst(self):
-        """
-        A deeper pattern wins, even over a static first part.
-        """
-        self.assertEqual(self.served(["/user/*any", "/:a/:b/:c"], "/user/x/y"), "/:a/:b/:c")
-        self.assertEqual(self.served(["/user/*any", "/:a/:b/:c"], "/user/x"), "/user/*any")
-
-    def test_staticFirst(self):
-        """
-        At the same depth, static text wins over a fuzzy part.
-        """
-        self.assertEqual(self.served(["/:name/:action", "/:name/show"], "/x/show"), "/:name/show")
-        self.assertEqual(self.served(["/:name/:action", "/:name/show"], "/x/edit"), "/:name/:action")
-
-    def test_fieldBeforeName(self):
-        """
-        C{{field}} wins over C{:name}, when its characters match.
-        """
-        self.assertEqual(self.served(["/:name/:action", "/:name/{action}"], "/x/y"), "/:name/{action}")
-        self.assertEqual(self.served(["/:name/:action", "/:name/{action}"], "/x/y~z"), "/:name/:action")
-
-    def test_nameBeforeAny(self):
-        """
-        C{:name} wins over C{*any}.
-        """
-        self.assertEqual(self.served(["/:name/*action", "/:name/:action"], "/x/y"), "/:name/:action")
-        self.assertEqual(self.served(["/:name/*action", "/:name/:action"], "/x/y/z"), "/:name/*action")
-
-    def test_methodFirst(self):
-        """
-        A pattern for one method wins over one for every method.
-        """
-        self.assertEqual(self.served(["/m", "POST:/m"], "/m", "POST"), "POST:/m")
-        self.assertEqual(self.served(["/m", "POST:/m"], "/m", "GET"), "/m")
-
-    def test_methodFallsThrough(self):
-        """
-        A pattern that matches the path but not the method leaves the
-        request to the next pattern in order; 405 only when none takes it.
-        """
-        self.assertEqual(self.served(["GET:/m/:id", "/:a/:b"], "/m/1", "DELETE"), "/:a/:b")
-        self.assertEqual(self.served(["GET:/m/:id", "/:a/:b"], "/m/1", "GET"), "GET:/m/:id")
-
-    def test_twice(self):
-        """
-        The same pattern twice is refused.
-        """
-        self.http.bind_handler("GET:/x", lambda r: 1)
-        with self.assertRaises(ValueError):
-            self.http.bind_handler("GET:/x", lambda r: 2)
-
-
 class DomainTests(HttpTestCase):
     """
     Registrations bound to host names.
@@ -438,82 +395,6 @@ class DomainTests(HttpTestCase):
         self.assertEqual(self.call("GET", "/at", host="a.example")[0], 404)
 
 
-class HookTests(HttpTestCase):
-    """
-    BeforeServe, AfterServe, BeforeOutput and AfterOutput on URI patterns.
-    """
-
-    def setUp(self):
-        super().setUp()
-        self.seen: list[str] = []
-        self.http.bind_handler("/api/:thing", lambda r: self.seen.append("handler") or {"thing": r.params["thing"]})
-
-    def test_order(self):
-        """
-        Every event, in its place, each event's hooks in registration order,
-        only for URIs their patterns match.
-        """
-        for event in ("BeforeServe", "AfterServe", "BeforeOutput", "AfterOutput"):
-            for n in (1, 2):
-                self.http.bind_hook("/api/*any", event, lambda r, e=event, n=n: self.seen.append(f"{e}{n}"))
-        self.http.bind_hook("/other", "BeforeServe", lambda r: self.seen.append("other"))
-        self.assertAnswer("GET", "/api/x", {"thing": "x"})
-        self.assertEqual(self.seen, ["BeforeServe1", "BeforeServe2", "handler", "AfterServe1", "AfterServe2",
-                                     "BeforeOutput1", "BeforeOutput2", "AfterOutput1", "AfterOutput2"])
-
-    def test_stop(self):
-        """
-        A BeforeServe hook stops a request by answering, or by raising; the
-        handler is not called.
-        """
-        def auth(request):
-            if request.header("authorization") != "Bearer t":
-                raise Refused("wrong token")
-
-        self.http.bind_hooks("POST:/api/*any", {"BeforeServe": auth})
-        self.http.bind_hook("/api/cached", "before_serve", lambda r: r.respond({"cached": True}, 203))
-        self.assertAnswer("POST", "/api/x", {"code": 403, "message": "wrong token"}, 403)
-        self.assertAnswer("POST", "/api/x", {"thing": "x"}, headers={"Authorization": "Bearer t"})
-        self.assertAnswer("GET", "/api/cached", {"cached": True}, 203)
-        self.assertEqual(self.seen, ["handler"])
-
-    def test_change(self):
-        """
-        AfterServe and BeforeOutput hooks may change the answer, its status
-        and headers, or turn an error into an answer.
-        """
-        def wrap(request):
-            request.response = {"data": request.response}
-
-        def recover(request):
-            if request.error is not None:
-                request.error, request.response, request.status = None, {"recovered": True}, 202
-
-        self.http.bind_hook("/api/:thing", "AfterServe", wrap)
-        self.http.bind_hook("/*any", "BeforeOutput", recover)
-        self.http.bind_hook("/*any", "BeforeOutput", lambda r: r.set_header("x-served-by", r.app.server_id))
-        code, headers, body = self.call("GET", "/api/y")
-        self.assertEqual((code, body, headers.getRawHeaders(b"x-served-by")), (200, {"data": {"thing": "y"}},
-                                                                                 [b"web-1"]))
-        self.assertAnswer("GET", "/nothing", {"recovered": True}, 202)
-
-    def test_domainHook(self):
-        """
-        A hook on a domain runs only for its hosts.
-        """
-        self.http.domain("a.example").bind_hook("/api/*any", "BeforeServe", lambda r: r.respond("a"))
-        self.assertAnswer("GET", "/api/x", "a", host="a.example")
-        self.assertAnswer("GET", "/api/x", {"thing": "x"}, host="b.example")
-
-    def test_badEvent(self):
-        """
-        An unknown event is refused, naming the events.
-        """
-        with self.assertRaises(ValueError) as caught:
-            self.http.bind_hook("/x", "BeforeClose", print)
-        self.assertIn("before_serve", str(caught.exception))
-
-
 class ErrorTests(HttpTestCase):
     """
     Every failure is JSON with its status.
@@ -521,12 +402,19 @@ class ErrorTests(HttpTestCase):
 
     def test_badJson(self):
         """
-        A body that says or defaults to JSON and is not is 400, before any hook.
+        A body that says or defaults to JSON and is not is 400, before any
+        hook, and logged.
         """
+        hooked = []
         self.http.bind_handler("/x", lambda r: r.json)
-        code, _, body = self.call("POST", "/x", data=b"{nope")
+        self.http.bind_hook("/x", "BeforeServe", hooked.append)
+        with capturedLogs() as events:
+            code, _, body = self.call("POST", "/x", data=b"{nope")
         self.assertEqual((code, body["code"]), (400, 400))
         self.assertIn("not JSON", body["message"])
+        self.assertEqual(hooked, [])
+        self.assertEqual([(e["method"], e["path"], e["code"], e["peer"]) for e in events if "code" in e],
+                         [("POST", "/x", 400, "127.0.0.1")])
         self.assertAnswer("POST", "/x", None, data=b"plain", headers={"Content-Type": "text/plain"})
 
     def test_inputs(self):
@@ -541,9 +429,15 @@ class ErrorTests(HttpTestCase):
 
     def test_notFound(self):
         """
-        A path no pattern matches is 404, as JSON.
+        A path no pattern matches is 404, as JSON, and logged with the
+        server's id.
         """
-        self.assertAnswer("GET", "/missing", {"code": 404, "message": "not found: /missing"}, 404)
+        with capturedLogs() as events:
+            self.assertAnswer("GET", "/missing", {"code": 404, "message": "not found: /missing"}, 404)
+            self.assertEqual(self.call("GET", "/a%0Ab")[0], 404)
+        self.assertEqual([formatEvent(e) for e in events if "code" in e],
+                         ["HTTP GET /missing answered 404 (not found: /missing) to 127.0.0.1 on web-1",
+                          "HTTP GET /a%0Ab answered 404 (not found: /a\\nb) to 127.0.0.1 on web-1"])
 
     def test_internal(self):
         """

@@ -35,17 +35,54 @@ class ChatApiTests(ChatClusterMixin, SynchronousTestCase):
         super().setUp()
         self.stub = StubTreq(HttpResource(self.cluster.apps["gate-1"].http, "gate-1"))
 
-    def call(self, method: str, path: str, **kwargs: Any) -> tuple[int, Any]:
-        d = self.stub.request(method, f"http://127.0.0.1{path}", **kwargs)
+    def call(self, method: str, path: str, stub: StubTreq | None = None, **kwargs: Any) -> tuple[int, Any]:
+        stub = stub or self.stub
+        d = stub.request(method, f"http://127.0.0.1{path}", **kwargs)
         for _ in range(100):
             self.cluster.flush()
-            self.stub.flush()
+            stub.flush()
             if d.called:
                 break
         response = self.successResultOf(d)
-        d = self.stub.content(response)
-        self.stub.flush()
+        d = stub.content(response)
+        stub.flush()
         return response.code, json.loads(self.successResultOf(d))
+
+    def test_applicationAtHand(self):
+        """
+        An HTTP handler has the whole Application: on the chat server of a
+        room, its channel and the frontends' sessions (backend sessions,
+        which push to the clients wherever they are connected); on a
+        connector, its sessions and the session storage.
+        """
+        for user in ("alice@lobby", "bob@lobby", "dave@garden"):
+            self.enter(user)
+        home = self.chat_app(LOBBY)
+
+        async def room(request):
+            rid = request.params["rid"]
+            sessions = await request.app.backend_sessions.find("rid", rid)
+            for session in sessions:
+                await session.send(*chat(request.json["note"], "http"))
+            return {"members": sorted(request.app.channels.get_channel(rid).get_members()),
+                    "sessions": sorted(session.uid for session in sessions)}
+
+        home.http.bind_handler("POST:/room/:rid", room)
+        self.assertEqual(self.call("POST", f"/room/{LOBBY}", StubTreq(HttpResource(home.http, home.server_id)),
+                                   json={"note": "hi"}),
+                         (200, {"members": ["alice*lobby", "bob*lobby"], "sessions": ["alice*lobby", "bob*lobby"]}))
+        for user in ("alice@lobby", "bob@lobby"):
+            self.assertEqual(self.pushes[user][-1], chat("hi", "http"), user)
+        self.assertNotIn(chat("hi", "http"), self.pushes["dave@garden"])
+
+        connector = self.cluster.apps[self.servers["alice@lobby"]]
+        connector.http.bind_handler("/stored/:uid", lambda request: request.app.sessions.keeper.handler.query(
+            request.params["uid"]))
+        connector.http.bind_handler("/online", lambda request: request.app.sessions.bound_count)
+        stub = StubTreq(HttpResource(connector.http, connector.server_id))
+        self.assertEqual(self.call("GET", "/stored/alice*lobby", stub)[1]["rid"], LOBBY)
+        self.assertEqual(self.call("GET", "/online", stub)[1],
+                         sum(server == connector.server_id for server in self.servers.values()))
 
     def test_rooms(self):
         """
@@ -60,6 +97,23 @@ class ChatApiTests(ChatClusterMixin, SynchronousTestCase):
         self.assertEqual(self.call("GET", f"/rooms/{LOBBY}/users"), (200, {"rid": LOBBY, "users": ["alice", "bob"]}))
         self.assertEqual(self.call("GET", "/rooms/empty/users"), (200, {"rid": "empty", "users": []}))
         self.assertEqual(self.call("POST", "/rooms")[0], 405)
+
+    def test_roomsUnavailable(self):
+        """
+        C{GET /rooms} is 503, naming the chat server, when one fails to answer.
+        """
+        self.enter("alice@lobby")
+
+        def rooms():
+            raise RuntimeError("disk on fire")
+
+        remotes = self.chat_app(LOBBY).node.remotes
+        self.addCleanup(remotes.__setitem__, "chat.chatRemote.rooms", remotes["chat.chatRemote.rooms"])
+        remotes["chat.chatRemote.rooms"] = rooms
+        code, body = self.call("GET", "/rooms")
+        self.assertEqual((code, body["code"]), (503, 503))
+        self.assertIn("cannot list the rooms: chat-", body["message"])
+        self.flushLoggedErrors(RuntimeError)
 
     def test_announce(self):
         """

@@ -164,6 +164,19 @@ class RealPortTests(HttpServerTestCase):
         self.assertEqual(await self.get("/where", headers={"Host": "a.example"}), (200, "a"))
         self.assertEqual(await self.get("/where"), (200, "anywhere"))
 
+    async def test_defaultLimits(self) -> None:
+        """
+        With no limit configured, the defaults are on: a body declared over
+        1 MiB is 413, headers over 16 KiB are 431.
+        """
+        client = await self.raw()
+        client.transport.write(b"POST /echo/x HTTP/1.1\r\nHost: a\r\nContent-Length: 1048577\r\n\r\n")
+        self.assertIn(b'"the body exceeds 1048576 bytes"', await client.closed)
+        response = await treq.get(self.url + "/echo/x", headers={"X-Big": "y" * 17000}, pool=self.pool, timeout=WAIT)
+        self.assertEqual(response.code, 431)
+        self.assertIn("headers exceed 16384 bytes", (await response.json())["message"])
+        await self.still_serving()
+
     async def test_stopped(self) -> None:
         """
         Once the server has stopped, its HTTP port is closed.
@@ -281,9 +294,9 @@ class TimeoutLimitTests(HttpServerTestCase):
         is never idle) is answered 408 and dropped once C{request_timeout}
         has passed since it began; others are served meanwhile.
         """
+        started = reactor.seconds()
         slow = await self.raw()
         request = b"GET /echo/slow HTTP/1.1\r\nHost: a\r\n"
-        started = reactor.seconds()
 
         calls = []
 
@@ -299,6 +312,19 @@ class TimeoutLimitTests(HttpServerTestCase):
         self.assertTrue(answer.startswith(b"HTTP/1.1 408 "), answer)
         self.assertGreaterEqual(reactor.seconds() - started, 0.9)
         await self.still_serving()
+
+    async def test_slowHandler(self) -> None:
+        """
+        C{request_timeout} bounds the request's arrival, not the handler: one
+        answering later than that (a slow remote call) is still answered.
+        """
+        def later(request):
+            d = Deferred()
+            reactor.callLater(1.5, d.callback, {"late": True})
+            return d
+
+        self.app.http.bind_handler("/late", later)
+        self.assertEqual(await self.get("/late"), (200, {"late": True}))
 
     async def test_idle(self) -> None:
         """

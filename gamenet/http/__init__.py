@@ -8,8 +8,8 @@ server's C{http_port}. The work is in C{_patterns} (GoFrame patterns over
 werkzeug's routing), C{_registry} (the modes and hooks), C{_plugins} (the
 same as plugin registrations), C{_request}
 (L{HttpRequest}), C{_resource} (dispatch and errors) and C{_limits}.
-Tested in C{tests/test_http.py}, C{tests/test_http_limits.py} and
-C{tests/test_http_chat.py}.
+Tested in C{tests/test_http.py}, C{tests/test_http_goframe.py},
+C{tests/test_http_limits.py} and C{tests/test_http_chat.py}.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from ..config import ServerConfig
 from ..connector.listener import ListenError
 from ..connector.tls import certificate_problem, server_context
 from ..connector.web import SiteListener
-from ._limits import Limits, LimitedSite
+from ._limits import LimitedSite
 from ._patterns import Pattern, parse
 from ._plugins import http_controller, http_handler, http_hook, http_object
 from ._registry import EVENTS, HttpRoutes, uri_name
@@ -39,7 +39,7 @@ __all__ = [
     "HttpResource",
     "HttpRoutes",
     "HttpService",
-    "Limits",
+    "LimitedSite",
     "MethodNotAllowed",
     "Pattern",
     "attach",
@@ -103,10 +103,7 @@ class HttpService(SiteListener):
                                                   options.tls_key)) from None
 
     def site(self) -> LimitedSite:
-        options = self.server.http
-        limits = Limits(options.max_body_size, options.max_header_size, options.request_timeout,
-                        options.max_connections)
-        return LimitedSite(self.resource, limits, self.reactor)
+        return LimitedSite(self.resource, self.server.http, self.reactor)
 
 
 def attach(app: Application) -> HttpRoutes:

@@ -11,32 +11,15 @@ import json
 from http import HTTPStatus
 from typing import Any
 
-import attrs
 from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
 from twisted.web.http import HTTPChannel
 from twisted.web.resource import IResource
 from twisted.web.server import Site
 
+from ..config import HttpOptions
+
 log = Logger()
-
-
-@attrs.frozen
-class Limits:
-    """
-    @ivar max_body_size: bytes a request body may have (413 beyond).
-    @ivar max_header_size: bytes the request line and headers may have together (431 beyond).
-    @ivar request_timeout: seconds from a request's first byte (or the
-        connection's, or the previous answer's) until it has fully arrived
-        (408 beyond, and the connection is closed); also how long an idle
-        connection is kept.
-    @ivar max_connections: connections open at once; one more is answered 503 and closed.
-    """
-
-    max_body_size: int = 1024 * 1024
-    max_header_size: int = 16 * 1024
-    request_timeout: float = 30.0
-    max_connections: int = 1000
 
 
 def refusal(status: int, message: str) -> bytes:
@@ -51,7 +34,7 @@ def refusal(status: int, message: str) -> bytes:
 
 class _LimitedChannel(HTTPChannel):
     """
-    An HTTP/1.1 channel enforcing its site's L{Limits}.
+    An HTTP/1.1 channel enforcing its site's limits.
     """
 
     site: LimitedSite
@@ -150,15 +133,28 @@ class _Busy(Protocol):
 
 class LimitedSite(Site):
     """
-    A L{Site} whose connections enforce L{Limits}, without an access log
-    (handlers log what matters; errors are logged where they happen).
+    A L{Site} whose connections enforce the limits of a server's
+    L{HttpOptions}, without an access log (handlers log what matters; errors
+    are logged where they happen):
 
+     - C{max_body_size}: bytes a request body may have (413 beyond, as soon
+       as C{Content-Length} says so, or as a chunked body passes it);
+     - C{max_header_size}: bytes the request line and headers may have
+       together (431 beyond);
+     - C{request_timeout}: seconds from a request's first byte (or the
+       connection's, or the previous answer's) until it has fully arrived
+       (408 beyond, and the connection is closed); also how long an idle
+       connection is kept;
+     - C{max_connections}: connections open at once; one more is answered
+       503 and closed.
+
+    @ivar limits: those options.
     @ivar open: connections open now.
     """
 
     protocol = _LimitedChannel  # type: ignore[assignment]
 
-    def __init__(self, resource: IResource, limits: Limits, reactor: Any = None) -> None:
+    def __init__(self, resource: IResource, limits: HttpOptions, reactor: Any = None) -> None:
         super().__init__(resource, timeout=limits.request_timeout, reactor=reactor)
         self.limits = limits
         self.open = 0

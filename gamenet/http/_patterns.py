@@ -1,13 +1,14 @@
 """
 URI patterns as GoFrame writes them, matched by werkzeug's routing, ordered
-by GoFrame's priority rules. Pure: no I/O. Tested in C{tests/test_http.py}.
+by GoFrame's priority rules. Pure: no I/O. Tested in C{tests/test_http.py}
+and C{tests/test_http_goframe.py}.
 
 A pattern is C{[METHOD:]/path[@domain,...]}. A part of the path is static
 text, or holds:
 
  - C{:name}, the whole part: any characters but C{/}, at least one;
  - C{{name}}, anywhere in a part, several per part (C{/list/{page}.html}):
-   letters, digits, C{_}, C{.} and C{-}, at least one;
+   any characters but C{/}, at least one;
  - C{*name}, the rest of the path, slashes included, possibly empty: a
    trailing C{/files/*path} serves C{/files} too.
 
@@ -34,7 +35,8 @@ _FIELD = re.compile(r"\{([^{}]*)\}")
 
 
 class _Field(BaseConverter):
-    regex = r"[\w.\-]+"
+    regex = r"[^/]+"
+    part_isolating = True
 
 
 class _Named(BaseConverter):
@@ -62,6 +64,8 @@ class Pattern:
     @ivar domains: the host names it serves, lower-cased; empty for every host.
     @ivar rule: the path as a werkzeug rule.
     @ivar depth: how many parts the path has.
+    @ivar static: how many characters of the path's parts are static text
+        (named parts and slashes left out).
     @ivar fields: how many C{{name}}; C{named}: how many C{:name}; C{rest}:
         how many C{*name}.
     @ivar rest_name: the name of a trailing C{*name}, else C{None}.
@@ -76,6 +80,7 @@ class Pattern:
     domains: tuple[str, ...]
     rule: str
     depth: int
+    static: int
     fields: int
     named: int
     rest: int
@@ -86,12 +91,13 @@ class Pattern:
     def priority(self) -> tuple[Any, ...]:
         """
         The sort key of GoFrame's order, first served first: a deeper path
-        first; at the same depth, fewer fuzzy parts (static text wins); then
-        more C{{field}}, then more C{:name} (so C{{field}} before C{:name}
-        before C{*any}); then one method before every method; then a pattern
-        bound to domains before one for every host.
+        first; at the same depth, more static text (C{/admin-goods-{page}}
+        before C{/admin-{page}}); then fewer named parts; then more
+        C{{field}}, then more C{:name} (so C{{field}} before C{:name} before
+        C{*any}); then one method before every method; then (gamenet's own
+        rule) a pattern bound to domains before one for every host.
         """
-        return (-self.depth, self.fields + self.named + self.rest, -self.fields, -self.named,
+        return (-self.depth, -self.static, self.fields + self.named + self.rest, -self.fields, -self.named,
                 self.method is None, not self.domains)
 
     def with_path(self, path: str) -> Pattern:
@@ -163,7 +169,8 @@ def parse(text: str) -> Pattern:
     prefix = re.split(r"[:*{]", rest, maxsplit=1)[0]
     if rest_name is not None and prefix == rest[: -len(rest_name) - 1]:
         prefix = prefix[:-1]  # a trailing *name serves the path without its slash too
-    return Pattern(text, method, rest, domains, "/" + "/".join(parts), len([s for s in segments if s]),
+    static = sum(len(_FIELD.sub("", s)) for s in segments if s[:1] not in (":", "*"))
+    return Pattern(text, method, rest, domains, "/" + "/".join(parts), len([s for s in segments if s]), static,
                    counts["fields"], counts["named"], counts["rest"], rest_name, prefix)
 
 

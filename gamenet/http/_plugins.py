@@ -10,7 +10,7 @@ from typing import Any, Callable, Iterable
 
 from ..component import HTTP, Registration
 from ._patterns import parse
-from ._registry import EVENTS, HttpBinding
+from ._registry import EVENTS, HttpBinding, takes_request
 
 
 def _registration(call: str, pattern: str, server_type: str | None, *args: Any, **kwargs: Any) -> Registration:
@@ -23,6 +23,7 @@ def http_handler(pattern: str, function: Callable[..., Any], server_type: str | 
     A plugin's L{HttpRoutes.bind_handler}, made on every server of
     C{server_type} (every server when C{None}) that serves HTTP.
     """
+    takes_request(pattern, function)
     return _registration("bind_handler", pattern, server_type, function)
 
 
@@ -58,4 +59,5 @@ def http_hook(pattern: str, event: str, hook: Callable[..., Any], server_type: s
     """
     if EVENTS.get(event, event) not in EVENTS.values():
         raise ValueError(f"unknown HTTP hook event {event!r}; one of {', '.join(EVENTS)}")
+    takes_request(pattern, hook, f"the {event} hook ")
     return _registration("bind_hook", pattern, server_type, event, hook)

@@ -1,7 +1,8 @@
 """
 The HTTP route table: GoFrame's registration modes on URI patterns, domains,
 and hook events, kept per server as C{app.http}; C{_plugins} declares the same
-registrations as plugins. Tested in C{tests/test_http.py}.
+registrations as plugins. Tested in C{tests/test_http.py} and
+C{tests/test_http_goframe.py}.
 
 The modes reuse the game's: L{gamenet.component.public_methods} finds an
 object's methods, a class is instantiated with the app as for game handlers,
@@ -12,6 +13,8 @@ patterns).
 
 from __future__ import annotations
 
+import inspect
+import re
 from typing import Any, Callable, Iterable
 
 import attrs
@@ -26,14 +29,56 @@ VERBS = ("get", "post", "put", "delete", "patch", "head", "options")
 EVENTS = {"BeforeServe": "before_serve", "AfterServe": "after_serve",
           "BeforeOutput": "before_output", "AfterOutput": "after_output"}
 CONTROLLER_CALLS = frozenset({"init", "shut"})
+_WORD = re.compile(r"(?<=[^_])(?=[A-Z])")
 
 
 def uri_name(name: str) -> str:
     """
     A method's name in a URI, GoFrame's default style: lower case, words
-    joined by C{-} (C{show_list} serves C{.../show-list}).
+    joined by C{-}, a word starting at each C{_} or capital letter
+    (C{Name} serves C{.../name}, C{show_list} and C{ShowList} C{.../show-list}).
     """
-    return name.replace("_", "-").lower()
+    return _WORD.sub("-", name).replace("_", "-").lower()
+
+
+def _fits(function: Any, *leading: Any) -> bool:
+    """
+    Whether C{function(*leading, request)} is a call its signature allows
+    (one it does not show, as some builtins, is taken on trust).
+    """
+    try:
+        inspect.signature(function).bind(*leading, None)
+    except TypeError:
+        return False
+    except ValueError:
+        return True
+    return True
+
+
+def takes_request(pattern: str, function: Any, what: str = "") -> None:
+    """
+    Refuse, as GoFrame does at registration, a handler or hook registered on
+    C{pattern} that cannot be called with the request.
+
+    @param what: how to name it, before its repr (C{"the BeforeServe hook "}).
+    @raise TypeError: naming the pattern and the function.
+    """
+    if not callable(function) or not _fits(function):
+        raise TypeError(f"{pattern}: {what}{function!r} must take one argument, the request")
+
+
+def _check(pattern: str, target: Any, names: Iterable[str], controller: bool = False) -> None:
+    """
+    L{takes_request} for methods of C{target}, an object or a controller class.
+
+    @raise TypeError: naming the methods that cannot take the request.
+    """
+    wrong = [name for name in names
+             if not _fits(getattr(target, name), *((None,) if controller and inspect.isfunction(
+                 inspect.getattr_static(target, name)) else ()))]
+    if wrong:
+        raise TypeError(f"{pattern}: {', '.join(wrong)} of {target!r} must take one argument, the request "
+                        f"(a method that serves no URI starts with _)")
 
 
 def _names(methods: str | Iterable[str] | None) -> tuple[str, ...] | None:
@@ -134,8 +179,7 @@ class HttpRoutes:
         Serve C{pattern} with C{function(request)} (GoFrame's C{BindHandler});
         a bound method serves as well.
         """
-        if not callable(function):
-            raise TypeError(f"{function!r} is not callable")
+        takes_request(pattern, function)
         self._add(self._pattern(pattern), {None: function})
         return self
 
@@ -148,25 +192,27 @@ class HttpRoutes:
             if missing:
                 raise ValueError(f"{pattern}: no public method {', '.join(sorted(missing))}")
             found = [name for name in found if name in only]
-        base = self._pattern(pattern)
+        _check(pattern, target, found, isinstance(target, type))
+        name_func = name_func or uri_name
+        text = pattern.replace("{.struct}", name_func((target if isinstance(target, type) else type(target)).__name__))
+        base = self._pattern(text.replace("{.method}", "-"))
         for name in found:
-            uri = (name_func or uri_name)(name)
-            if "{method}" in base.path:
-                path = base.path.replace("{method}", uri)
-            else:
-                path = base.path.rstrip("/") + "/" + uri
-                if name == "index":
-                    self._add(base, {None: make(name)})
-            self._add(base.with_path(path), {None: make(name)})
+            if "{.method}" in text:
+                self._add(self._pattern(text.replace("{.method}", name_func(name))), {None: make(name)})
+                continue
+            if name == "index":
+                self._add(base, {None: make(name)})
+            self._add(base.with_path(base.path.rstrip("/") + "/" + name_func(name)), {None: make(name)})
 
     def bind_object(self, pattern: str, target: Any, methods: str | Iterable[str] | None = None,
                     name_func: Callable[[str], str] | None = None) -> Any:
         """
         Serve each public method C{m} of C{target} on C{pattern/<uri>}, its
-        URI name C{name_func(m)} (by default L{uri_name}); or where the
-        pattern says C{{method}}. A method named C{index} also serves the
-        pattern itself. (GoFrame's C{BindObject}; C{BindObjectMethod} is
-        C{methods}, a subset.)
+        URI name C{name_func(m)} (by default L{uri_name}); or, as in
+        GoFrame, where the pattern says C{{.method}} (C{{.struct}} is the
+        class's name, named the same way). A method named C{index} also
+        serves the pattern itself. (GoFrame's C{BindObject};
+        C{BindObjectMethod} is C{methods}, a subset.)
 
         @param target: an object, or a class instantiated once with the app.
         @return: the object serving.
@@ -197,6 +243,7 @@ class HttpRoutes:
         verbs = [verb for verb in VERBS if verb in public_methods(target)]
         if not verbs:
             raise ValueError(f"{pattern}: {target!r} has none of the methods {', '.join(VERBS)}")
+        _check(pattern, target, verbs, isinstance(target, type))
         # A head method first: werkzeug lets a GET rule serve HEAD too.
         verbs.sort(key=lambda verb: verb != "head")
         self._add(self._pattern(pattern), {verb.upper(): make(verb) for verb in verbs})
@@ -238,6 +285,7 @@ class HttpRoutes:
         C{BeforeOutput}, C{AfterOutput}, or in snake case) for every request
         matching C{pattern}, after the hooks registered before it.
         """
+        takes_request(pattern, hook, f"the {event} hook ")
         self.hooks.add(EVENTS.get(event, event), self._table._compile(self._pattern(pattern)), hook)
         return self
 

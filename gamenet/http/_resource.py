@@ -52,8 +52,8 @@ class HttpResource(Resource):
         change C{request.response}, C{status} or C{error};
      5. the answer is written: bytes as they are, anything else as JSON; an
         error as C{{"code", "message"}} with its status (a L{GamenetError}
-        code from 400 to 599, else 500; any other exception 500, logged,
-        its details not shown);
+        code from 400 to 599, else 500, logged at info level; any other
+        exception 500, its traceback logged, its details not shown);
      6. the C{AfterOutput} hooks run.
 
     A hook that raises in steps 4 to 6 fails the request as a handler would
@@ -81,6 +81,7 @@ class HttpResource(Resource):
         try:
             request = HttpRequest(self.routes.app, raw, method, path, host)
         except GamenetError as e:
+            self._refused(raw, method, e)
             if not gone:
                 body = json.dumps(e.body()).encode("utf-8")
                 raw.setResponseCode(e.code)
@@ -104,6 +105,8 @@ class HttpResource(Resource):
         if gone:
             return
         body = self._output(request)
+        if isinstance(request.error, GamenetError):
+            self._refused(raw, method, request.error)
         raw.setHeader(b"content-length", b"%d" % len(body))
         raw.write(body)
         raw.finish()
@@ -136,6 +139,18 @@ class HttpResource(Resource):
         if not isinstance(error, GamenetError):
             log.failure("HTTP {method} {path} failed on {server_id}", Failure(error), method=request.method,
                         path=request.path, server_id=self.server_id)
+
+    def _refused(self, raw: Any, method: str, error: GamenetError) -> None:
+        """
+        Log an error answered to the client (a bad body, a route not found, a
+        refusal of a hook or handler), as the game's dispatch logs its own;
+        the path as it came, percent-encoded, and the reason escaped, so that
+        neither can forge a line.
+        """
+        log.info("HTTP {method} {path} answered {code} ({reason}) to {peer} on {server_id}", method=method,
+                 path=raw.path.decode("latin-1"), code=error.code,
+                 reason=error.message.encode("unicode_escape").decode("ascii"),
+                 peer=getattr(raw.getClientAddress(), "host", "?"), server_id=self.server_id)
 
     def _output(self, request: HttpRequest) -> bytes:
         """
