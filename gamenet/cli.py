@@ -54,7 +54,8 @@ def _admin(name: str) -> Callable[[Sequence[str]], int]:
     return command
 
 
-ADMIN_COMMANDS = ("list", "status", "stop", "kill", "restart", "add", "remove", "kick", "block", "unblock", "broadcast")
+ADMIN_COMMANDS = ("list", "status", "sessions", "stop", "kill", "restart", "add", "remove", "kick", "block", "unblock",
+                  "broadcast")
 COMMANDS = {"bench": bench, **{name: _admin(name) for name in ADMIN_COMMANDS}}
 
 

@@ -239,6 +239,27 @@ class ClientTests(ApiTestCase):
             self.assertError("POST", "/api/kick", body, 400, text)
         self.assertError("POST", "/api/kick", {"server": "x", "session": 1}, 404, "no server x")
 
+    def test_sessions(self):
+        """
+        A frontend's sessions, of a uid if asked, at most C{limit} (100 by default).
+        """
+        code, answer = self.call("GET", "/api/servers/connector-1/sessions")
+        self.assertEqual((code, answer["server"], answer["total"], len(answer["sessions"])), (200, "connector-1", 2, 2))
+        self.assertEqual(self.fleet.calls[-1], ("sessions", {"server_id": "connector-1", "uid": None, "limit": 100}))
+        code, answer = self.call("GET", "/api/servers/connector-1/sessions?uid=bob&limit=1000")
+        self.assertEqual((code, [s["uid"] for s in answer["sessions"]]), (200, ["bob"]))
+        self.assertEqual(self.fleet.calls[-1], ("sessions", {"server_id": "connector-1", "uid": "bob", "limit": 1000}))
+
+    def test_sessionsBad(self):
+        """
+        A limit that is not a whole number from 1 to 1000 is a 400; an
+        unknown server a 404.
+        """
+        for limit in ("0", "1001", "x", "1.5", ""):
+            self.assertError("GET", f"/api/servers/connector-1/sessions?limit={limit}", None, 400,
+                             f"limit must be a whole number from 1 to 1000, not {limit!r}")
+        self.assertError("GET", "/api/servers/chat-9/sessions", None, 404, "no server chat-9")
+
     def test_block(self):
         self.assertCall("GET", "/api/blocked", None, 200, {"blocked": []})
         self.assertCall("POST", "/api/block", {"networks": ["10.0.0.0/8", "::1"]}, 200,
@@ -550,6 +571,9 @@ class SpecTests(SynchronousTestCase):
                 "server spec [server:x] node_port: port 0 is outside 1-65535",
                 "server spec [server:x] colour: unknown key"]),
             ({"id": "x", "type": "chat", "host": "h"}, ["server spec [server:x] node_port: missing"]),
+            ({"id": "../x", "type": "chat", "host": "h", "node_port": 5}, [
+                "server spec [server:../x]: the server id '../x' is not allowed (expected letters, digits, '.', '_' "
+                "and '-', starting with a letter or digit; not 'master')"]),
             ({"id": "x", "type": "c", "host": "h", "node_port": 5, "frontend": True, "client_port": 5},
              ["server spec [server:x] client_port: port 5 is also [server:x] node_port"]),
         ):

@@ -296,7 +296,7 @@ class SilentHTTP:
 
 class ActionTests(CliTestsMixin, SynchronousTestCase):
     """
-    stop, kill, restart, add, remove, kick, block, unblock and broadcast.
+    sessions, stop, kill, restart, add, remove, kick, block, unblock and broadcast.
     """
 
     def test_stopSelections(self) -> None:
@@ -407,6 +407,35 @@ class ActionTests(CliTestsMixin, SynchronousTestCase):
                          (0, "kicked 0 sessions\n", ""))
         self.assertEqual([body for _, _, body in self.master.requests],
                          [{"uid": "bob*room"}, {"server": "connector-1", "session": 7, "reason": "cheat"}])
+
+    def test_sessions(self) -> None:
+        """
+        C{sessions ID} lists a frontend's sessions, the first C{--limit} (100
+        by default), of C{--uid} only if given; a table says when more are
+        not shown, or that there is none; C{--json} prints the answer.
+        """
+        answer = {"server": "connector-1", "total": 3, "sessions": [
+            {"id": 7, "uid": "bob*lobby", "address": "203.0.113.7", "transport": "tcp", "seconds": 75.0},
+            {"id": 12, "uid": None, "address": "::1", "transport": "websocket", "seconds": 3.2}]}
+        self.script("GET", "/api/servers/connector-1/sessions?limit=2", answer)
+        self.assertEqual(self.gamenet("sessions", "connector-1", "--limit", "2"), (0, (
+            "SESSION  UID        ADDRESS      TRANSPORT  CONNECTED\n"
+            "7        bob*lobby  203.0.113.7  tcp            1m15s\n"
+            "12       -          ::1          websocket         3s\n"
+            "(2 of 3 sessions; --limit N for more)\n"), ""))
+        self.script("GET", "/api/servers/connector-1/sessions?uid=bob%2Alobby&limit=100",
+                    {**answer, "total": 1, "sessions": answer["sessions"][:1]})
+        code, out, _ = self.gamenet("sessions", "connector-1", "--uid", "bob*lobby", "--json")
+        self.assertEqual((code, json.loads(out)["sessions"]), (0, answer["sessions"][:1]))
+        self.script("GET", "/api/servers/gate-1/sessions?limit=100", {"server": "gate-1", "total": 0, "sessions": []})
+        self.assertEqual(self.gamenet("sessions", "gate-1"), (0, "no session on gate-1\n", ""))
+        self.script("GET", "/api/servers/chat-1/sessions?limit=100",
+                    {"error": "server chat-1 is not a frontend: it has no client sessions"}, 400)
+        self.assertFails(self.gamenet("sessions", "chat-1"),
+                         "gamenet: server chat-1 is not a frontend: it has no client sessions")
+        code, _, err = self.gamenet("sessions")
+        self.assertEqual(code, 2)
+        self.assertIn("the following arguments are required: ID", err)
 
     def test_kickBadInput(self) -> None:
         """
@@ -550,6 +579,20 @@ class RollingRestartTests(CliTestsMixin, SynchronousTestCase):
                                                        {"id": "chat-1", "old_pid": 100, "pid": 1100, "seconds": 2.0}]})
         self.assertEqual(len(err.splitlines()), 4)
 
+    def test_rollingBadWait(self) -> None:
+        """
+        C{--wait} without C{--rolling}, or not above 0, is a usage error; nothing is sent.
+        """
+        for argv, text in ((["--wait", "5"], "--wait goes with --rolling"),
+                           (["--rolling", "--wait", "0"], "--wait must be a number of seconds above 0, not 0"),
+                           (["--rolling", "--wait", "-3"], "--wait must be a number of seconds above 0, not -3"),
+                           (["--rolling", "--wait", "inf"], "--wait must be a number of seconds above 0, not inf"),
+                           (["--rolling", "--wait", "nan"], "--wait must be a number of seconds above 0, not nan")):
+            code, out, err = self.gamenet("restart", "chat-1", *argv)
+            self.assertEqual((code, out), (2, ""), argv)
+            self.assertIn(f"gamenet restart: {text}", err)
+        self.assertEqual(self.master.requests, [])
+
     def test_rollingNoServer(self) -> None:
         """
         A type without servers is a failure.
@@ -606,6 +649,10 @@ class RecordingFleet:
     def remove(self, server_id: str) -> None:
         self._record("remove", server_id=server_id)
 
+    def sessions(self, server_id: str, uid: Any = None, limit: int = 100) -> Deferred[dict[str, Any]]:
+        self._record("sessions", server_id=server_id, uid=uid, limit=limit)
+        return succeed({"server": server_id, "total": 0, "sessions": []})
+
     def kick(self, uid: Any = None, server: Any = None, session: Any = None, reason: str = "") -> Deferred[int]:
         self._record("kick", uid=uid, server=server, session=session, reason=reason)
         return succeed(1)
@@ -653,6 +700,8 @@ class RealApiTests(CliTestsMixin, SynchronousTestCase):
             (["remove", "chat-3"], ("remove", {"server_id": "chat-3"})),
             (["kick", "--uid", "bob"], ("kick", {"uid": "bob", "server": None, "session": None,
                                                  "reason": "kicked by admin"})),
+            (["sessions", "connector-1", "--uid", "bob", "--limit", "5"],
+             ("sessions", {"server_id": "connector-1", "uid": "bob", "limit": 5})),
             (["kick", "--server", "connector-1", "--session", "4", "--reason", "bye"],
              ("kick", {"uid": None, "server": "connector-1", "session": 4, "reason": "bye"})),
             (["block", "10.0.0.0/8"], ("block", {"networks": ["10.0.0.0/8"]})),
@@ -780,7 +829,7 @@ class ConsoleTests(TestCase):
         """
         code, text = self.console(["nope"], "stderr")
         self.assertEqual(code, 2)
-        self.assertIn("gamenet list|status|stop|kill|restart|add|remove|kick|block|unblock|broadcast", text)
+        self.assertIn("gamenet list|status|sessions|stop|kill|restart|add|remove|kick|block|unblock|broadcast", text)
 
     def test_help(self) -> None:
         """

@@ -141,6 +141,31 @@ class ControlRemoteTests(SynchronousTestCase):
         self.assertEqual(self.control("connector-1", "kick", session=session_id), {"kicked": 1})
         self.assertEqual(client.kick_reason, "kicked by admin")
 
+    def test_sessions(self):
+        """
+        C{sessions} lists a frontend's sessions by id (those of a uid, when
+        given; the first C{limit}) with their uid, address, transport and
+        age, and counts them all; a backend has none.
+        """
+        self.login("ann")
+        self.cluster.client("connector-1")
+        self.login("bob")
+        self.cluster.advance(5)
+        listed = self.control("connector-1", "sessions")
+        self.assertEqual(listed["total"], 3)
+        self.assertEqual([(s["uid"], s["transport"], s["seconds"]) for s in listed["sessions"]],
+                         [("ann", "tcp", 5.0), (None, "tcp", 5.0), ("bob", "tcp", 5.0)])
+        ids = [s["id"] for s in listed["sessions"]]
+        self.assertEqual(ids, sorted(ids))
+        self.assertTrue(all(isinstance(s["address"], str) for s in listed["sessions"]))
+        self.assertEqual(self.control("connector-1", "sessions", limit=2),
+                         {"total": 3, "sessions": listed["sessions"][:2]})
+        self.assertEqual(self.control("connector-1", "sessions", uid="bob"),
+                         {"total": 1, "sessions": listed["sessions"][2:]})
+        self.assertEqual(self.control("chat-1", "sessions"), {"total": 0, "sessions": []})
+        for args in (b'{"limit": 0}', b'{"limit": true}', b'{"uid": 5}'):
+            self.assertEqual(self.controlError("connector-1", "sessions", args).code, 400, args)
+
     def test_kickNeedsOneTarget(self):
         """
         C{kick} needs exactly one of uid and session.

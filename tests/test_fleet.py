@@ -911,7 +911,7 @@ class RemoveTests(FleetTestCase):
 
 class ClientTests(FleetTestCase):
     """
-    kick and broadcast go to the frontends that are up.
+    sessions, kick and broadcast go to the frontends that are up.
     """
 
     def setUp(self):
@@ -956,6 +956,32 @@ class ClientTests(FleetTestCase):
         self.assertError(400, 'give either "uid"', self.fleet.kick)
         self.assertError(400, 'give either "uid"', self.fleet.kick, uid="u", server="connector-1", session=1)
         self.assertError(400, 'give either "uid"', self.fleet.kick, server="connector-1")
+        self.assertError(400, "server chat-1 is not a frontend", self.fleet.kick, server="chat-1", session=1)
+        self.assertEqual(self.calls("kick"), [])
+
+    def test_sessions(self):
+        """
+        One frontend's sessions, as it lists them, with its id and their total.
+        """
+        listed = [{"id": 3, "uid": "bob", "address": "127.0.0.1", "transport": "tcp", "seconds": 2.0}]
+        self.master.answers["sessions"] = lambda server_id, **kw: {"total": 7, "sessions": listed}
+        self.assertEqual(self.result(self.fleet.sessions("connector-1", limit=1)),
+                         {"server": "connector-1", "total": 7, "sessions": listed})
+        self.assertEqual(self.result(self.fleet.sessions("gate-1", uid="bob")),
+                         {"server": "gate-1", "total": 7, "sessions": listed})
+        self.assertEqual(self.calls("sessions"), [("connector-1", {"limit": 1}),
+                                                  ("gate-1", {"uid": "bob", "limit": 100})])
+
+    def test_sessionsBad(self):
+        """
+        An unknown server is a 404, a backend a 400, a frontend that is not
+        up a 409; none is asked.
+        """
+        self.assertError(404, "no server x", self.fleet.sessions, "x")
+        self.assertError(400, "server chat-1 is not a frontend: it has no client sessions", self.fleet.sessions,
+                         "chat-1")
+        self.assertError(409, "server connector-2 is not up", self.fleet.sessions, "connector-2")
+        self.assertEqual(self.calls("sessions"), [])
 
     def test_broadcast(self):
         """

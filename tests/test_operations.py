@@ -5,13 +5,15 @@ connectors, two chat servers) serves the admin API, and the C{gamenet}
 command (L{gamenet.admin.cli}) calls it, as the installed console script or
 in this process; clients of the chat example connect over loopback.
 
-Covered: every command (list, status, stop, kill, restart, add from a spec
-and from a section, remove, kick, block/unblock, broadcast), the 401, each
+Covered: every command (list, status, sessions, stop, kill, restart, add
+from a spec and from a section, remove, kick by uid and by session,
+block/unblock, broadcast), the figures the servers report, the 401, each
 bad input (unknown server 404, malformed body 400, unknown type 400, port in
 use 409), the refused non-loopback admin address, the admin API over TLS,
 C{gamenet list} on the default cluster, the block list across a frontend
-restart, and rolling restarts of the chat servers and of the connectors
-under chat load.
+restart and a cluster restart, and rolling restarts of the chat servers and
+of the connectors under chat load, and one stopped by a server that does not
+come back.
 
 Every wait is bounded; every process started here is stopped at cleanup.
 """
@@ -21,6 +23,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -236,16 +239,76 @@ class CommandTests(OperationsTestCase):
         out = await self.succeeds("status", "connector-1")
         self.assertTrue(out.startswith("connector-1 (connector, frontend) on 127.0.0.1: up, ready"), out)
 
+    async def test_figures(self) -> None:
+        """
+        The records are what the servers report over their links to the
+        master: host, ports, uptime, the connected client and its session on
+        its connector, requests per second where the chat goes, CPU and RSS;
+        a server that crashes counts a restart. A stopped connector is
+        C{draining} while its client is connected, which is kicked C{server
+        shutting down} after C{drain_timeout}; then it is C{down}.
+        """
+        children = self.master.children()
+        rid = room_on("chat-1")
+        alice = await self.enter("connector-1", "alice", rid)
+
+        async def busy() -> dict[str, Any] | None:
+            await self.request(alice, "chat.chatHandler.send", {"content": "hello", "target": "*"})
+            records = {record["id"]: record for record in await self.api.servers()}
+            serving = ("connector-1", "chat-1")
+            if any(not records[s]["rps"] for s in serving) or records["connector-1"]["clients"] != 1:
+                return None
+            if records["connector-2"]["clients"] != 0:  # the probes of setUp have left
+                return None
+            return records
+
+        records = await self.eventually(busy, CHANGE_TIMEOUT, "the figures of alice's chat")
+        for server, record in records.items():
+            ports = {"node": self.ports[f"{server}.node"], "metrics": self.ports[f"{server}.metrics"],
+                     "client": self.ports.get(f"{server}.client", 0)}
+            self.assertEqual((record["host"], {k: record["ports"][k] for k in ports}), ("127.0.0.1", ports))
+            self.assertEqual((record["pid"], record["state"], record["restarts"]), (children[server], "up", 0))
+            self.assertGreater(record["uptime"], 0)
+            self.assertGreater(record["rss"], 2**20)
+            self.assertGreaterEqual(record["cpu"], 0)
+            self.assertEqual(record["errors_per_second"], 0)
+        self.assertEqual((records["connector-1"]["clients"], records["connector-1"]["sessions"]), (1, 1))
+        self.assertEqual(records["connector-2"]["sessions"], 0)
+        self.assertEqual(records["gate-1"]["sessions"], 0)
+        self.assertIsNotNone(records["chat-1"]["p99"])
+
+        os.kill(children["chat-2"], signal.SIGKILL)
+
+        async def restarted() -> dict[str, Any] | None:
+            record = await self.api.server("chat-2")
+            return record if record["restarts"] == 1 and record["state"] == "up" else None
+
+        record = await self.eventually(restarted, CHANGE_TIMEOUT, "chat-2 to be restarted")
+        self.assertNotIn(record["pid"], (None, children["chat-2"]))
+
+        self.assertEqual(await self.succeeds("stop", "connector-1"), "stopping: connector-1\n")
+        self.assertEqual((await self.api.server("connector-1"))["state"], "draining")
+        self.assertEqual(await alice.closed.addTimeout(DRAIN_TIMEOUT + 15, reactor), KICK_REASON)
+        await self.wait_state("connector-1", "down")
+
     async def test_refusals(self) -> None:
         """
-        A wrong token is one line and status 1 (and the master logs the
-        refusal); an unknown server is a 404, a malformed body a 400, an
-        unknown type a 400, a port in use a 409, each with a sentence the
-        command prints; nothing is half-applied.
+        A wrong token is one line and status 1, a missing one a 401 (the
+        master logs both with the peer's address); an unknown server is a
+        404, a malformed body a 400, an unknown type a 400, a port in use a
+        409, each with a sentence the command prints; nothing is half-applied
+        (a selection naming one unknown server stops none).
         """
+        children = self.master.children()
+        self.assertEqual(sorted(children), sorted(SERVERS))
         code, out, err = await self.gamenet_process("list", "--token", "wrong")
         self.assertEqual((code, out, err), (1, "", "gamenet: the master refused the admin token (401)\n"))
         refusal = "admin API: refused GET /api/servers from 127.0.0.1: wrong admin token"
+        await self.wait_until(lambda: refusal in self.master.log(), 5, "the refusal in the master's log")
+        response = await self.api.http.request("POST", self.api.master.url + "/api/stop", data=b'{"all": true}')
+        self.assertEqual((response.code, json.loads(await response.content())),
+                         (401, {"error": "missing admin token (send the header Authorization: Bearer TOKEN)"}))
+        refusal = "admin API: refused POST /api/stop from 127.0.0.1: missing admin token"
         await self.wait_until(lambda: refusal in self.master.log(), 5, "the refusal in the master's log")
 
         code, out, err = await self.gamenet("status", "chat-9")
@@ -253,6 +316,13 @@ class CommandTests(OperationsTestCase):
         self.assertTrue(err.startswith("gamenet: ") and "chat-9" in err and len(err.splitlines()) == 1, err)
         self.assertEqual((await self.call("GET", "/api/servers/chat-9"))[0], 404)
         self.assertEqual((await self.call("POST", "/api/stop", b'{"servers": ["chat-9"]}'))[0], 404)
+        code, _, err = await self.gamenet("stop", "chat-1", "chat-9")
+        self.assertEqual((code, err), (1, "gamenet: no server chat-9 (servers: " + ", ".join(SERVERS) + ")\n"))
+        code, _, err = await self.gamenet("remove", "chat-9")
+        self.assertEqual(code, 1)
+        self.assertIn("no server chat-9", err)
+        code, _, err = await self.gamenet("restart", "--type", "area")
+        self.assertEqual((code, err), (1, "gamenet: unknown server type area (types: chat, connector, gate)\n"))
 
         status, answer = await self.call("POST", "/api/stop", b'{"servers": [')
         self.assertEqual(status, 400)
@@ -279,8 +349,12 @@ class CommandTests(OperationsTestCase):
         code, _, err = await self.gamenet("add", "--section", "server:chat-1")
         self.assertEqual(code, 1)
         self.assertIn("chat-1", err)
-        # Nothing was added.
-        self.assertEqual(sorted(r["id"] for r in await self.api.servers()), sorted(SERVERS))
+        # Nothing was added, stopped or restarted.
+        records = {r["id"]: r for r in await self.api.servers()}
+        self.assertEqual(sorted(records), sorted(SERVERS))
+        self.assertEqual({s: (r["state"], r["pid"]) for s, r in records.items()},
+                         {s: ("up", children[s]) for s in SERVERS})
+        self.assertEqual(self.master.children(), children)
 
     async def test_stopKillRestart(self) -> None:
         """
@@ -316,6 +390,27 @@ class CommandTests(OperationsTestCase):
         for server in SERVERS:
             await self.wait_state(server, "down")
         await self.wait_until(lambda: not self.master.children(), CHANGE_TIMEOUT, "every server's process to end")
+
+    async def test_rollingStopsAtFirstFailure(self) -> None:
+        """
+        A rolling restart whose first server does not come back (its node
+        port, changed in the cluster file, is held by another program) stops
+        there with status 1 and one line naming it, and leaves the next
+        server alone.
+        """
+        children = self.master.children()
+        with socket.socket() as taken:
+            taken.bind(("127.0.0.1", 0))
+            taken.listen()
+            self.master.write(cluster_text({**self.ports, "chat-1.node": taken.getsockname()[1]}))
+            code, out, err = await self.gamenet("restart", "--type", "chat", "--rolling", "--wait", "15")
+        self.assertEqual(code, 1, out)
+        self.assertEqual(out, f"[1/2] restarting chat-1 (pid {children['chat-1']})\n")
+        self.assertEqual(err.splitlines(), [err.strip()])
+        self.assertTrue(err.startswith("gamenet: chat-1 did not come back within 15 s (state "), err)
+        self.assertTrue(err.endswith("; stopped the rolling restart; not restarted: chat-2\n"), err)
+        self.assertEqual(self.master.children().get("chat-2"), children["chat-2"])
+        self.assertEqual((await self.api.server("chat-2"))["state"], "up")
 
     async def test_addAndRemove(self) -> None:
         """
@@ -360,7 +455,9 @@ class CommandTests(OperationsTestCase):
     async def test_kickAndBroadcast(self) -> None:
         """
         C{kick --uid} kicks that user with the reason given, and no one else;
-        C{broadcast} pushes to every client on every connector.
+        C{broadcast} pushes to every client on every connector; C{sessions}
+        lists a connector's sessions, and C{kick --server --session} kicks
+        one of them.
         """
         rid = room_on("chat-1")
         alice = await self.enter("connector-1", "alice", rid)
@@ -381,6 +478,19 @@ class CommandTests(OperationsTestCase):
         self.assertIsNone(bob.kick_reason)
         await self.request(bob, "chat.chatHandler.send", {"content": "still here", "target": "*"})
         self.assertEqual(await self.succeeds("kick", "--uid", "nobody*nowhere"), "kicked 0 sessions\n")
+
+        listed = json.loads(await self.succeeds("sessions", "connector-2", "--uid", f"bob*{rid}", "--json"))
+        self.assertEqual((listed["server"], listed["total"]), ("connector-2", 1))
+        session = listed["sessions"][0]
+        self.assertEqual((session["uid"], session["address"], session["transport"]), (f"bob*{rid}", "127.0.0.1", "tcp"))
+        header, *rows = (await self.succeeds("sessions", "connector-2")).splitlines()
+        self.assertEqual(header.split(), ["SESSION", "UID", "ADDRESS", "TRANSPORT", "CONNECTED"])
+        self.assertIn([str(session["id"]), f"bob*{rid}", "127.0.0.1", "tcp"], [row.split()[:4] for row in rows])
+        self.assertEqual(await self.succeeds("kick", "--server", "connector-2", "--session", str(session["id"])),
+                         "kicked 1 session\n")
+        self.assertEqual(await bob.closed.addTimeout(10, reactor), "kicked by admin")
+        code, _, err = await self.gamenet("sessions", "chat-1")
+        self.assertEqual((code, err), (1, "gamenet: server chat-1 is not a frontend: it has no client sessions\n"))
 
 
 class BlockTests(OperationsTestCase):
@@ -406,7 +516,8 @@ class BlockTests(OperationsTestCase):
         """
         C{block 127.0.0.1} kicks the clients connected from it and makes
         every frontend refuse connections from it, still after a frontend
-        restarts; C{unblock} lets them in again.
+        restarts and after the whole cluster restarts; C{unblock} lets them
+        in again.
         """
         for frontend in FRONTENDS:
             self.assertFalse(await self.refused(frontend))
@@ -421,6 +532,15 @@ class BlockTests(OperationsTestCase):
         await self.succeeds("restart", "connector-1")
         await self.wait_servers(SERVERS, {"connector-1": before})
         self.assertTrue(await self.refused("connector-1"))
+
+        # The whole cluster stopped and started again: still blocked, as soon as each frontend is up.
+        self.master.process.send_signal(signal.SIGTERM)
+        await self.wait_until(lambda: self.master.process.poll() is not None, STOP_TIMEOUT, "the master to exit")
+        await self.wait_until(lambda: not self.master.ours(), STOP_TIMEOUT, "every server's process to end")
+        self.master.start(STOP_TIMEOUT)
+        await self.wait_servers(SERVERS)
+        for frontend in FRONTENDS:
+            self.assertTrue(await self.refused(frontend), frontend)
 
         self.assertEqual(await self.succeeds("unblock", "127.0.0.1"), "no address is blocked\n")
         for frontend in FRONTENDS:

@@ -24,6 +24,8 @@ from .interfaces import IFleet
 DASHBOARD = os.path.join(os.path.dirname(os.path.abspath(__file__)), "dashboard")
 
 DEFAULT_HISTORY = 300.0
+DEFAULT_SESSIONS = 100
+MAX_SESSIONS = 1000
 _SELECTION = ("servers", "type", "all")
 
 
@@ -147,6 +149,17 @@ class AdminApi:
         return answer(request, {"removed": server_id})
 
     # Clients
+
+    @app.route("/api/servers/<server_id>/sessions", methods=["GET"])
+    async def sessions(self, request: Any, server_id: str) -> bytes:
+        text = _query(request, "limit")
+        try:
+            limit = DEFAULT_SESSIONS if text is None else int(text)
+        except ValueError:
+            limit = 0
+        if not 1 <= limit <= MAX_SESSIONS:
+            raise GamenetError(f"limit must be a whole number from 1 to {MAX_SESSIONS}, not {text!r}", 400)
+        return answer(request, await self.fleet.sessions(server_id, _query(request, "uid"), limit))
 
     @app.route("/api/kick", methods=["POST"])
     async def kick(self, request: Any) -> bytes:

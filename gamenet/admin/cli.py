@@ -1,6 +1,6 @@
 """
-The operator's command line: C{gamenet list|status|stop|kill|restart|add|
-remove|kick|block|unblock|broadcast}, each one or a few calls of the master's
+The operator's command line: C{gamenet list|status|sessions|stop|kill|restart|
+add|remove|kick|block|unblock|broadcast}, each one or a few calls of the master's
 admin API (L{gamenet.admin}) over HTTP with treq.
 
 The master's address and token come from the cluster file (C{--config},
@@ -20,10 +20,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 from typing import IO, Any, Mapping, NoReturn, Sequence
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 from twisted.internet.defer import Deferred
 from twisted.internet.task import deferLater, react
@@ -32,6 +33,7 @@ from ..config import ADMIN_TOKEN_ENVIRONMENT
 from ._client import Api, Failed, http_client, locate
 
 POLL_INTERVAL = 0.5
+ROLLING_WAIT = 60.0
 
 
 class UsageError(Exception):
@@ -66,6 +68,10 @@ def parser() -> argparse.ArgumentParser:
 
     command("list", "List the servers.").add_argument("--type", help="only servers of this type")
     command("status", "The cluster, or one server with its routes.").add_argument("server", nargs="?")
+    sessions = command("sessions", "The sessions of a frontend, to kick one.")
+    sessions.add_argument("server", metavar="ID")
+    sessions.add_argument("--uid", help="only the sessions of this user id")
+    sessions.add_argument("--limit", type=int, default=100, help="at most this many, by id (default: %(default)d)")
     for verb, text in (("stop", "Stop servers: they drain, then exit."), ("kill", "Kill servers (SIGKILL)."),
                        ("restart", "Restart servers: stop, then start again.")):
         selection = command(verb, text)
@@ -75,8 +81,9 @@ def parser() -> argparse.ArgumentParser:
         if verb == "restart":
             selection.add_argument("--rolling", action="store_true",
                                    help="one at a time, each back up and ready before the next")
-            selection.add_argument("--wait", type=float, default=60.0,
-                                   help="seconds a server may take to come back (default: %(default)g)")
+            selection.add_argument("--wait", type=float,
+                                   help=f"with --rolling: seconds a server may take to come back "
+                                        f"(default: {ROLLING_WAIT:g})")
     add = command("add", "Add a server: from a section of the cluster file, a JSON spec, or KEY=VALUE pairs.")
     add.add_argument("pairs", nargs="*", metavar="KEY=VALUE", help="the keys of a [server:ID] section, and id=ID")
     add.add_argument("--section", help="a section of the master's cluster file, e.g. server:chat-3")
@@ -154,6 +161,11 @@ def _body(args: argparse.Namespace) -> Any:
     if args.command in ("stop", "kill", "restart"):
         if bool(args.servers) + bool(args.type) + args.all != 1:
             raise UsageError(f"gamenet {args.command}: give server ids, --type TYPE or --all (one of them)")
+        if args.command == "restart" and args.wait is not None:
+            if not args.rolling:
+                raise UsageError("gamenet restart: --wait goes with --rolling")
+            if not 0 < args.wait < math.inf:
+                raise UsageError(f"gamenet restart: --wait must be a number of seconds above 0, not {args.wait:g}")
         if args.servers:
             return {"servers": args.servers}
         return {"type": args.type} if args.type else {"all": True}
@@ -194,6 +206,11 @@ async def _status(api: Api, args: argparse.Namespace, body: Any) -> Any:
     return await (api.server(args.server) if args.server else api.call("GET", "/api/cluster"))
 
 
+async def _sessions(api: Api, args: argparse.Namespace, body: Any) -> Any:
+    query = urlencode({**({"uid": args.uid} if args.uid is not None else {}), "limit": args.limit})
+    return await api.call("GET", f"/api/servers/{quote(args.server, safe='')}/sessions?{query}")
+
+
 async def _post(api: Api, args: argparse.Namespace, body: Any) -> Any:
     answer = await api.call("POST", f"/api/{args.command}", body)
     if args.command in ("stop", "kill", "restart") and not answer.get("servers"):
@@ -213,16 +230,17 @@ async def _block(api: Api, args: argparse.Namespace, body: Any) -> Any:
     return await (api.call("POST", "/api/block", body) if args.networks else api.call("GET", "/api/blocked"))
 
 
-_COMMANDS = {"list": _list, "status": _status, "stop": _post, "kill": _post, "restart": _post, "add": _add,
-             "remove": _remove, "kick": _post, "block": _block, "unblock": _post, "broadcast": _post}
+_COMMANDS = {"list": _list, "status": _status, "sessions": _sessions, "stop": _post, "kill": _post, "restart": _post,
+             "add": _add, "remove": _remove, "kick": _post, "block": _block, "unblock": _post, "broadcast": _post}
 
 
 async def _rolling(api: Api, args: argparse.Namespace, clock: Any, out: IO[str], err: IO[str]) -> int:
     """
     Restart the chosen servers one at a time: each must be up, ready and
-    running a new process within C{args.wait} seconds before the next one is
+    running a new process within C{--wait} seconds before the next one is
     restarted; the first that is not stops the run (exit status 1).
     """
+    wait = ROLLING_WAIT if args.wait is None else args.wait
     ids = args.servers or [record["id"] for record in await api.servers(args.type)]
     if not ids:
         raise Failed(f"no server of type {args.type}" if args.type else "no server to restart")
@@ -239,9 +257,9 @@ async def _rolling(api: Api, args: argparse.Namespace, clock: Any, out: IO[str],
             elapsed = clock.seconds() - start
             if record.get("state") == "up" and record.get("ready") and record.get("pid") not in (None, old):
                 break
-            if elapsed >= args.wait:
+            if elapsed >= wait:
                 left = ", ".join(ids[n:]) or "none"
-                raise Failed(f"{server_id} did not come back within {args.wait:g} s (state {record.get('state')}, "
+                raise Failed(f"{server_id} did not come back within {wait:g} s (state {record.get('state')}, "
                              f"ready {_value(record.get('ready'))}, pid {_value(record.get('pid'))}); "
                              f"stopped the rolling restart; not restarted: {left}")
         print(f"[{n}/{len(ids)}] {server_id} is back: pid {record['pid']}, ready after {elapsed:.1f} s",
@@ -265,6 +283,8 @@ def _show(args: argparse.Namespace, answer: Any) -> str:
         return _server_status(answer) if args.server else (
             f"cluster {answer['name']}: {answer['up']} of {answer['servers']} servers up; "
             f"master pid {answer['master']['pid']}, up {_duration(answer['master'].get('uptime'))}")
+    if args.command == "sessions":
+        return _sessions_table(answer)
     if args.command in ("stop", "kill", "restart"):
         verb = {"stop": "stopping", "kill": "killed", "restart": "restarting"}[args.command]
         return f"{verb}: {', '.join(answer['servers'])}"
@@ -278,6 +298,18 @@ def _show(args: argparse.Namespace, answer: Any) -> str:
     if args.command == "broadcast":
         return f"sent to {answer['sessions']} session{'' if answer['sessions'] == 1 else 's'}"
     return "\n".join(answer["blocked"]) or "no address is blocked"
+
+
+def _sessions_table(answer: Mapping[str, Any]) -> str:
+    sessions, total = answer["sessions"], answer["total"]
+    if not sessions:
+        return f"no session on {answer['server']}"
+    rows = [[_value(s.get("id")), _value(s.get("uid")), _value(s.get("address")), _value(s.get("transport")),
+             _duration(s.get("seconds"))] for s in sessions]
+    table = _table(("SESSION", "UID", "ADDRESS", "TRANSPORT", "CONNECTED"), rows, text=4)
+    if total > len(sessions):
+        table += f"\n({len(sessions)} of {total} sessions; --limit N for more)"
+    return table
 
 
 def _server_row(record: Mapping[str, Any]) -> list[str]:

@@ -16,7 +16,9 @@ p50/p99, CPU %) from the differences between two polls.
 
 What it knows of each server, and the records made of it, are in
 L{gamenet.admin.members}; servers added and removed at run time are
-checked and made part of the cluster in L{gamenet.admin.additions}.
+checked and made part of the cluster in L{gamenet.admin.additions}; the
+operations on clients are in L{gamenet.admin.clients}, on the block list in
+L{gamenet.admin.blocking}.
 """
 
 from __future__ import annotations
@@ -25,7 +27,6 @@ import os
 from itertools import count
 from typing import Any, Callable, Iterable
 
-from twisted.internet.defer import DeferredList
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -36,9 +37,9 @@ from ..cluster.master import local_hosts
 from ..config import ServerConfig
 from ..errors import GamenetError
 from ..storage.blocked import BlockStore
-from . import stats
 from .additions import Changes, can_bind, check, from_file, from_spec
 from .blocking import Blocking
+from .clients import Clients
 from .interfaces import IFleet, IMaster, ISupervisor
 from .members import Member, Record, records, state, unknown_type
 
@@ -81,7 +82,8 @@ class Fleet:
         local = {server.id for server in master.local}
         self._members = {server.id: Member(server, server.id in local) for server in master.cluster.servers}
         self.changes = Changes(master, self._members, self._call)
-        self.blocking = Blocking(store, self._frontends_up, self._call)
+        self.clients = Clients(master, self._members, self._call_failed)
+        self.blocking = Blocking(store, self.clients.frontends_up, self._call)
         self._order = count(1)
         self._started = 0.0
         self._loop = LoopingCall(self.poll)
@@ -386,54 +388,26 @@ class Fleet:
         self.changes.removing.add(server_id)
         self.supervisor.stop_processes([server_id])
 
-    # Clients
+    # Clients (see L{Clients})
 
-    def _frontends_up(self) -> list[str]:
-        return [server_id for server_id, member in self._members.items()
-                if member.server.frontend and server_id in self.master.up]
-
-    async def _on_frontends(self, name: str, key: str, **kwargs: Any) -> int:
+    async def sessions(self, server_id: str, uid: str | None = None, limit: int = 100) -> Record:
         """
-        Make one control call on every logged-in frontend and add up C{key}
-        of their answers; a frontend that fails is logged and counts 0.
+        The sessions of one frontend (L{Clients.sessions}).
         """
-        ids = self._frontends_up()
-        results = await DeferredList([self.master.control(server_id, name, **kwargs) for server_id in ids],
-                                     consumeErrors=True)
-        total = 0
-        for server_id, (ok, result) in zip(ids, results):
-            if ok:
-                total += int(stats.mapping(result).get(key, 0))
-            else:
-                self._call_failed(result, server_id, name)
-        return total
+        return await self.clients.sessions(server_id, uid, limit)
 
     async def kick(self, uid: str | None = None, server: str | None = None, session: int | None = None,
                    reason: str = ADMIN_KICK) -> int:
         """
-        Kick a uid's sessions on every frontend, or one session of one server.
-
-        @return: how many sessions were kicked.
-        @raise GamenetError: 404, no such server; 409, the server is not up.
+        Kick a uid's sessions on every frontend, or one session of one frontend (L{Clients.kick}).
         """
-        if (uid is None) == (server is None or session is None):
-            raise GamenetError('give either "uid", or "server" and "session"', 400)
-        if uid is not None:
-            return await self._on_frontends("kick", "kicked", uid=uid, reason=reason)
-        assert server is not None
-        self._get(server)
-        if server not in self.master.up:
-            raise GamenetError(f"server {server} is not up", 409)
-        result = await self.master.control(server, "kick", session=session, reason=reason)
-        return int(stats.mapping(result).get("kicked", 0))
+        return await self.clients.kick(uid, server, session, reason)
 
     async def broadcast(self, route: str, msg: Any) -> int:
         """
-        Push C{msg} on C{route} to every client of every frontend.
-
-        @return: how many sessions it was written to.
+        Push C{msg} on C{route} to every client of every frontend (L{Clients.broadcast}).
         """
-        return await self._on_frontends("broadcast", "sessions", route=route, msg=msg)
+        return await self.clients.broadcast(route, msg)
 
     # Block list (see L{Blocking})
 

@@ -137,6 +137,12 @@ class IFleet(Interface):
         Remove a server.
         """
 
+    def sessions(server_id, uid=None, limit=100):
+        """
+        @return: an awaitable of C{{"server", "total", "sessions": [...]}}:
+            one frontend's sessions, the first C{limit} by id.
+        """
+
     def kick(uid=None, server=None, session=None, reason=ADMIN_KICK):
         """
         @return: an awaitable of the number of sessions kicked.

@@ -50,7 +50,7 @@ def process_usage() -> tuple[float, int]:
 class ControlRemote:
     """
     The control calls of one server, by name: C{status}, C{add_servers},
-    C{remove_servers}, C{kick}, C{set_blocked}, C{broadcast}.
+    C{remove_servers}, C{kick}, C{sessions}, C{set_blocked}, C{broadcast}.
 
     @ivar started: when the server started (unix time).
     """
@@ -63,6 +63,7 @@ class ControlRemote:
             "add_servers": self.add_servers,
             "remove_servers": self.remove_servers,
             "kick": self.kick,
+            "sessions": self.sessions,
             "set_blocked": self.set_blocked,
             "broadcast": self.broadcast,
         }
@@ -168,6 +169,29 @@ class ControlRemote:
                      server_id=self.app.server_id, count=len(targets), reason=reason)
         await DeferredList([target.kick(reason) for target in targets])
         return {"kicked": len(targets)}
+
+    def sessions(self, uid: str | None = None, limit: int = 100) -> dict[str, Any]:
+        """
+        This frontend's sessions (of C{uid} only, when given), the first
+        C{limit} by id, so that an operator can kick one; a backend has none.
+
+        @return: C{{"total": n, "sessions": [{"id", "uid", "address",
+            "transport", "seconds"}, ...]}}: C{uid} is C{None} for a session
+            not bound, C{seconds} how long ago its client connected.
+        """
+        if uid is not None and not isinstance(uid, str):
+            raise GamenetError("sessions: uid is not a string", 400)
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+            raise GamenetError("sessions: limit is not a whole number above 0", 400)
+        sessions = self.app.sessions
+        if sessions is None:
+            return {"total": 0, "sessions": []}
+        chosen = sorted(sessions if uid is None else sessions.get_by_uid(uid), key=lambda session: session.id)
+        now = self.app.reactor.seconds()
+        return {"total": len(chosen), "sessions": [
+            {"id": session.id, "uid": session.uid, "address": session.remote_address[0],
+             "transport": session.transport, "seconds": round(max(0.0, now - session.connected_at), 1)}
+            for session in chosen[:limit]]}
 
     def set_blocked(self, networks: list[str]) -> None:
         """

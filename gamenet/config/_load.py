@@ -9,6 +9,7 @@ import configparser
 import io
 import ipaddress
 import os
+import re
 from typing import Any, Callable, Mapping
 
 import attrs
@@ -23,6 +24,12 @@ from ._model import (
 from ._values import (
     _CLUSTER_KEYS, _FRONTEND_KEYS, _HTTP_KEYS, _REQUIRED_CLUSTER, _REQUIRED_SERVER, _SERVER_KEYS, _STORAGE_KEYS,
 )
+
+# A server id names its pid file and its node links: a plain word. "master"
+# is the master's own id on node links (gamenet.cluster.master.MASTER_ID).
+_SERVER_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+_RESERVED_ID = "master"
+
 
 class _Reader:
     def __init__(self, path: str) -> None:
@@ -173,6 +180,10 @@ def _server(
     @return: its parsed values, and the server, or C{None} when a required key
         is missing or bad.
     """
+    server_id = section[len("server:"):]
+    if not _SERVER_ID.fullmatch(server_id) or server_id == _RESERVED_ID:
+        reader.problem(section, None, f"the server id {server_id!r} is not allowed (expected letters, digits, "
+                                      f"'.', '_' and '-', starting with a letter or digit; not {_RESERVED_ID!r})")
     values = reader.section(section, raw, _SERVER_KEYS, _REQUIRED_SERVER)
     frontend = values.get("frontend", False)
     own_options = {key: values[key] for key in _FRONTEND_KEYS if key in values}
@@ -199,7 +210,7 @@ def _server(
     if not all(key in values for key in _REQUIRED_SERVER):
         return values, None
     return values, ServerConfig(
-        section[len("server:"):], values["type"], values["host"], values["node_port"], frontend,
+        server_id, values["type"], values["host"], values["node_port"], frontend,
         values.get("client_port", 0) if frontend else 0, options, values.get("auto_restart", True),
         values.get("metrics_port", 0), http,
         values.get("tcp_port", 0) if frontend else 0, values.get("ws_port", 0) if frontend else 0,

@@ -292,6 +292,14 @@ class FakeFleet:
         self._get(server_id)
         del self.records[server_id]
 
+    async def sessions(self, server_id: str, uid: str | None = None, limit: int = 100) -> dict[str, Any]:
+        self._call("sessions", server_id=server_id, uid=uid, limit=limit)
+        self._get(server_id)
+        sessions = [{"id": 1, "uid": "bob", "address": "127.0.0.1", "transport": "tcp", "seconds": 5.0},
+                    {"id": 2, "uid": None, "address": "::1", "transport": "ws", "seconds": 1.5}]
+        chosen = [session for session in sessions if uid in (None, session["uid"])]
+        return {"server": server_id, "total": len(chosen), "sessions": chosen[:limit]}
+
     async def kick(self, uid: str | None = None, server: str | None = None, session: int | None = None,
                    reason: str = "kicked by admin") -> int:
         self._call("kick", uid=uid, server=server, session=session, reason=reason)
