@@ -10,10 +10,9 @@ from __future__ import annotations
 import os
 import signal
 import time
-from typing import Any
 
 from twisted.internet import reactor
-from twisted.internet.defer import Deferred, gatherResults
+from twisted.internet.defer import Deferred
 from twisted.trial.unittest import SynchronousTestCase
 
 from gamenet import Handler, handler
@@ -22,11 +21,10 @@ from gamenet.cluster.control import ControlRemote
 from gamenet.connector.frontend import ANSWER_GRACE
 from gamenet.connector.tcp import TCPFactory
 from gamenet.protocol import serializer
-from gamenet.client import Client
 from gamenet.testing import MemoryCluster, backend, cluster_config, frontend
 
 from ._processes import accepts
-from .test_multiprocess import SERVERS, ClusterTestCase, key_for
+from .test_multiprocess import SERVERS, ClusterTestCase, EchoLoad, key_for
 
 
 class Area(Handler):
@@ -295,26 +293,8 @@ class SigtermDrainTests(ClusterTestCase):
         ]:
             clients[name] = client = await self.connect(frontend_id, transport)
             await self.request(client, "connector.sessionHandler.bind", {"uid": uid})
-        records: dict[str, list[tuple[float, Any]]] = {name: [] for name in clients}
-        stop = False
-
-        async def load(name: str, client: Client) -> None:
-            n = 0
-            while not stop:
-                n += 1
-                start = time.monotonic()
-                try:
-                    answer = await self.request(client, "area.areaHandler.echo", {"n": n})
-                except Exception as e:
-                    answer = e
-                records[name].append((start, answer))
-                await self.sleep(0.01)
-
-        def served(server: str, after: float = 0.0) -> list[Any]:
-            return [a for name in records for s, a in records[name]
-                    if s >= after and isinstance(a, dict) and a.get("server") == server]
-
-        loads = [Deferred.fromCoroutine(load(name, client)) for name, client in clients.items()]
+        load = EchoLoad(self, clients, 0.01)
+        served = load.served
         try:
             await self.wait_until(lambda: len(served("area-1")) >= 10 and len(served("area-2")) >= 5, 10,
                                   "the load to reach both backends")
@@ -331,12 +311,9 @@ class SigtermDrainTests(ClusterTestCase):
             back_at = time.monotonic()
             await self.wait_until(lambda: len(served("area-1", back_at)) >= 10, 20, "area-1 to serve again")
         finally:
-            stop = True
-            await gatherResults(loads)
+            await load.stop()
 
-        failed = [(name, a) for name in records for _, a in records[name]
-                  if not (isinstance(a, dict) and "server" in a)]
-        self.assertEqual(failed, [])
+        self.assertEqual({name: load.errors(name) for name in clients}, {name: [] for name in clients})
         self.assertIn("area-1 stopped", self.master.log())
 
     async def test_frontendSigterm(self) -> None:
@@ -350,18 +327,8 @@ class SigtermDrainTests(ClusterTestCase):
                                        5, "the master's children")
         staying = await self.connect("connector-1", "tcp")
         other = await self.connect("connector-2", "websocket")
-        records: dict[str, list[Any]] = {"staying": [], "other": []}
-        stop = False
-
-        async def load(name: str, client: Client) -> None:
-            while not stop and client.kick_reason is None:
-                try:
-                    records[name].append(await self.request(client, "area.areaHandler.echo", {}))
-                except Exception as e:
-                    records[name].append(e)
-                await self.sleep(0.02)
-
-        loads = [Deferred.fromCoroutine(load("staying", staying)), Deferred.fromCoroutine(load("other", other))]
+        load = EchoLoad(self, {"staying": staying, "other": other}, 0.02)
+        records = load.records
         try:
             await self.wait_until(lambda: records["staying"] and records["other"], 10, "the load to be served")
             stopped_at = time.monotonic()
@@ -373,14 +340,13 @@ class SigtermDrainTests(ClusterTestCase):
             reason = await staying.closed.addTimeout(self.drain_timeout + 10, reactor)
             kicked_at = time.monotonic()
         finally:
-            stop = True
-            await gatherResults(loads)
+            await load.stop()
         self.assertEqual(reason, "server shutting down")
         self.assertGreaterEqual(kicked_at - stopped_at, self.drain_timeout - 0.5)
-        self.assertGreater(len([a for a in records["staying"][served_during_drain:] if isinstance(a, dict)]), 10)
-        self.assertEqual([a for a in records["other"] if not (isinstance(a, dict) and "server" in a)], [])
+        self.assertGreater(len([r for r in records["staying"][served_during_drain:] if isinstance(r[2], dict)]), 10)
+        self.assertEqual(load.errors("other"), [])
         # A request the client sent as the kick was on its way is not in
         # flight on the server: it fails with the kick, and only it.
-        failed = [a for a in records["staying"] if not (isinstance(a, dict) and "server" in a)]
+        failed = load.errors("staying")
         self.assertIn(failed, ([], records["staying"][-1:]))
-        self.assertTrue(all("server shutting down" in str(a) for a in failed), failed)
+        self.assertTrue(all("server shutting down" in str(r[2]) for r in failed), failed)

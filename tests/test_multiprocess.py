@@ -76,6 +76,55 @@ def default_area(frontend: str, session_id: int) -> str:
     return AREAS[zlib.crc32(f"{frontend}:{session_id}".encode("utf-8")) % len(AREAS)]
 
 
+class EchoLoad:
+    """
+    Clients each asking C{area.areaHandler.echo} one request after another,
+    C{pace} seconds apart (well under a connection's messages_per_second),
+    until stopped or kicked; what each got, and when.
+
+    @ivar records: by client name, C{(start, end, answer)} of each request;
+        the answer is the exception when one failed.
+    """
+
+    def __init__(self, test: ClusterTestCase, clients: dict[str, Client], pace: float) -> None:
+        self.records: dict[str, list[tuple[float, float, Any]]] = {name: [] for name in clients}
+        self._stopped = False
+        self._loops = [Deferred.fromCoroutine(self._run(test, name, client, pace)) for name, client in clients.items()]
+
+    async def _run(self, test: ClusterTestCase, name: str, client: Client, pace: float) -> None:
+        n = 0
+        while not self._stopped and client.kick_reason is None:
+            n += 1
+            start = time.monotonic()
+            try:
+                answer = await test.request(client, "area.areaHandler.echo", {"n": n})
+            except Exception as e:
+                answer = e
+            self.records[name].append((start, time.monotonic(), answer))
+            await test.sleep(pace)
+
+    def served(self, server: str, after: float = 0.0, names: tuple[str, ...] | None = None) -> list[Any]:
+        """
+        The answers C{server} gave to requests sent from C{after} on, by the clients C{names} (all by default).
+        """
+        return [answer for name in names or self.records for start, _, answer in self.records[name]
+                if start >= after and isinstance(answer, dict) and answer.get("server") == server]
+
+    def errors(self, name: str) -> list[tuple[float, float, Any]]:
+        """
+        The records of C{name}'s requests that no server answered.
+        """
+        return [record for record in self.records[name]
+                if not (isinstance(record[2], dict) and "server" in record[2])]
+
+    async def stop(self) -> None:
+        """
+        Stop sending; fires once every client's last request is done.
+        """
+        self._stopped = True
+        await gatherResults(self._loops)
+
+
 class ClusterTestCase(TestCase):
     """
     Starts the master with a fresh cluster file, and waits until the cluster serves.
@@ -307,29 +356,12 @@ class MultiProcessTests(ClusterTestCase):
         free = await self.connect("connector-1", "tcp")
         await self.request(free, "connector.sessionHandler.bind", {"uid": key_for("area-1", "free")})
 
-        records: dict[str, list[tuple[float, float, Any]]] = {"pinned_1": [], "pinned_2": [], "free": []}
-        stop = False
-
-        async def load(name: str, client: Client) -> None:
-            n = 0
-            while not stop:
-                n += 1
-                start = time.monotonic()
-                try:
-                    answer = await self.request(client, "area.areaHandler.echo", {"n": n})
-                except Exception as e:
-                    answer = e
-                records[name].append((start, time.monotonic(), answer))
-                await self.sleep(0.02)  # pace: well under the connection's messages_per_second
+        load = EchoLoad(self, {"pinned_1": pinned_1, "pinned_2": pinned_2, "free": free}, 0.02)
 
         def served(name: str, server: str, after: float = 0.0) -> list[Any]:
-            return [a for s, _, a in records[name] if s >= after and isinstance(a, dict) and a.get("server") == server]
+            return load.served(server, after, (name,))
 
-        def errors(name: str) -> list[tuple[float, float, Any]]:
-            return [r for r in records[name] if not (isinstance(r[2], dict) and "server" in r[2])]
-
-        loads = [Deferred.fromCoroutine(load(name, client))
-                 for name, client in (("pinned_1", pinned_1), ("pinned_2", pinned_2), ("free", free))]
+        errors = load.errors
         try:
             await self.wait_until(
                 lambda: served("pinned_1", "area-1") and served("pinned_2", "area-2") and len(served("free", "area-1")) >= 3,
@@ -353,18 +385,17 @@ class MultiProcessTests(ClusterTestCase):
             recovered_at = time.monotonic()
             await self.wait_until(lambda: served("pinned_1", "area-1", recovered_at), EVENT_TIMEOUT, "one more")
         finally:
-            stop = True
-            await gatherResults(loads)
+            await load.stop()
 
         # Every failure is gamenet's answer (503 or 504), none the client's own
         # REQUEST_TIMEOUT: requests to the dead server fail fast.
-        for name in records:
+        for name in load.records:
             for start, end, answer in errors(name):
                 self.assertTrue(is_error(answer) and answer["code"] in (503, 504), f"{name}: {answer!r}")
                 self.assertGreaterEqual(end, killed_at, f"{name}: failed before the kill: {answer!r}")
         self.assertTrue(errors("pinned_1"))
         self.assertEqual(errors("pinned_2"), [])
-        self.assertEqual({a["server"] for _, _, a in records["pinned_2"]}, {"area-2"})
+        self.assertEqual({a["server"] for _, _, a in load.records["pinned_2"]}, {"area-2"})
         # The unpinned client is routed around the dead server: at most the
         # request in flight when it died fails.
         self.assertLessEqual(len(errors("free")), 1, errors("free"))
@@ -494,7 +525,7 @@ class MultiProcessTests(ClusterTestCase):
     async def test_sigtermStopsEverything(self) -> None:
         """
         SIGTERM to the master stops its children, frontends first (their
-        clients are disconnected), then itself.
+        clients are kicked C{server shutting down}), then itself.
         """
         children = self.master.children()
         self.assertEqual(set(children), set(SERVERS))
@@ -507,7 +538,7 @@ class MultiProcessTests(ClusterTestCase):
                               "the children to exit")
         # twistd ends by the signal that stopped it (twisted.application.app._exitWithSignal).
         self.assertIn(self.master.process.returncode, (0, -signal.SIGTERM))
-        await client.closed.addTimeout(REQUEST_TIMEOUT, reactor)
+        self.assertEqual(await client.closed.addTimeout(REQUEST_TIMEOUT, reactor), "server shutting down")
 
         log = self.master.log()
         frontends_gone = max(log.index(f"server {s} stopped") for s in FRONTENDS)
