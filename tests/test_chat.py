@@ -21,6 +21,7 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from examples.chat.dispatcher import dispatch
 from gamenet.client import Client
+from gamenet.config import load
 from gamenet.plugins import discover
 from gamenet.protocol import message, package
 from gamenet.testing import MemoryCluster, backend, cluster_config, free_ports, frontend, start_server
@@ -363,6 +364,25 @@ class ChatTests(ChatClusterMixin, SynchronousTestCase):
 
 
 WAIT = 10.0  # the longest any wait in the loopback test may take
+
+
+class ShippedConfigTests(SynchronousTestCase):
+    """
+    The default cluster file, C{etc/cluster.ini}, runs the example as the demo does.
+    """
+
+    def test_protobufAndDictionary(self):
+        """
+        Every frontend has the demo's protobuf schemas (C{examples/chat/config});
+        the route dictionary takes the demo's C{dictionary.json} first, then
+        the other push routes, and the connectors compress routes with it.
+        """
+        cluster = load(os.path.join(os.path.dirname(PROTOS), "..", "..", "etc", "cluster.ini"), {})
+        frontends = [server for server in cluster.servers if server.options is not None]
+        self.assertEqual({server.type for server in frontends}, {"gate", "connector"})
+        self.assertEqual({server.options.protos_dir for server in frontends}, {PROTOS})
+        self.assertEqual(cluster.extra_routes, ("onChat", "onAdd", "onLeave", "onRoomStats"))
+        self.assertTrue(all(server.options.use_dict for server in frontends if server.type == "connector"))
 
 
 class LoopbackChatTests(TestCase):

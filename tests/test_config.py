@@ -491,6 +491,17 @@ class ProblemTests(ConfigTestCase):
         self.assertProblem(MINIMAL + "\n[server:]\ntype = x\n", "[server:]",
                            "unknown section (expected cluster, frontend, http or server:<id>)")
 
+    def test_badServerId(self) -> None:
+        """
+        A server id names the server's pid file and its node links: one that
+        is not a plain word, or is the master's own id, is refused.
+        """
+        for server_id in ("../x", "a b", "-x", "chat/1", "master"):
+            self.assertProblem(MINIMAL + f"\n[server:{server_id}]\ntype = x\nhost = 127.0.0.1\nnode_port = 6050\n",
+                               f"[server:{server_id}]",
+                               f"the server id {server_id!r} is not allowed (expected letters, digits, '.', '_' and "
+                               "'-', starting with a letter or digit; not 'master')")
+
     def test_missingCluster(self) -> None:
         """
         A file without C{[cluster]} is reported.
@@ -1002,6 +1013,25 @@ class ProtobufConfigTests(ConfigTestCase):
                                     "[server:gate-1]'s serverProtos.json"])
         self.file("b/serverProtos.json", '{"onChat": {"required string msg": 1}, "onB": {}}')
         self.assertEqual(len(self.load(text).servers), 2)
+
+    def test_sameSchemasAdded(self) -> None:
+        """
+        A frontend added at run time (from a spec) is held to the schemas of
+        the cluster's frontends too; one that replaces a server of the same
+        id is compared with the others only.
+        """
+        self.file("a/serverProtos.json", '{"onChat": {"required string msg": 1}}')
+        self.file("b/serverProtos.json", '{"onChat": {"required string text": 1}}')
+        cluster = self.load(MINIMAL.replace("secret = s\n", "secret = s\n\n[frontend]\nprotos_dir = a\n"))
+        spec = {"id": "gate-2", "type": "gate", "host": "127.0.0.1", "node_port": 4011, "frontend": True,
+                "client_port": 3015, "protos_dir": "b"}
+        error = self.assertRaises(ConfigError, config.server_from_spec, spec, cluster)
+        self.assertEqual(error.problems, ["server spec [server:gate-2] protos_dir: onChat has another schema than "
+                                          "in [server:gate-1]'s serverProtos.json"])
+        self.assertEqual(config.server_from_spec({**spec, "protos_dir": "a"}, cluster).options.protos_dir,
+                         os.path.join(self.base, "a"))
+        self.assertEqual(config.server_from_spec({**spec, "id": "gate-1"}, cluster).options.protos_dir,
+                         os.path.join(self.base, "b"))
 
     def test_dictionary(self) -> None:
         """

@@ -11,6 +11,7 @@ import json
 import os
 import struct
 import subprocess
+from enum import IntEnum, StrEnum
 from typing import Any
 
 from hypothesis import given, settings, strategies as st
@@ -54,6 +55,8 @@ SCHEMAS = {
         "repeated Point path": 18,
         "repeated int32 ri": 19,
         "repeated uInt64 ru64": 20,
+        "repeated sInt64 rs64": 21,
+        "repeated bool rb": 22,
         "optional string far": 300,
     },
     **CHAT,
@@ -72,6 +75,11 @@ CASES: list[tuple[str, dict[str, Any]]] = [
     ("area.all", {"ru": [0, 1, 127, 128, 16384, 4294967295], "rs": [-1, 1, -64, 64, -2147483648],
                   "rd": [1.5, -2.25, 1e100], "rf": [1.5, -0.125, 65504.0], "rstr": ["a", "", "日本"],
                   "ri": [-3, 3], "ru64": [2 ** 40, 2 ** 53]}),
+    ("area.all", {"rs64": [-4503599627370495, 0, 4503599627370495], "rb": [True, False, True],
+                  "i32": -2147483648, "u64": 2 ** 53, "s64": 4503599627370495, "far": "\u00e9" * 70}),
+    # Lengths past one varint byte: a 300-byte string, a nested message of over 128 bytes.
+    ("area.all", {"s": "\u4e16" * 100, "item": {"name": "n" * 130, "tags": [{"label": "\U0001f3ae" * 40}]},
+                  "items": [{"name": "m" * 200, "count": 2 ** 32 - 1}], "ru": list(range(0, 2 ** 21, 2 ** 14))}),
     ("area.all", {"item": {"name": "empty", "tags": []}, "ru": [], "rstr": []}),
     ("area.all", {"item": {"name": "x"}, "unknown": "left out", "s": "kept"}),
     ("area.all", {}),
@@ -264,6 +272,25 @@ class BadInputTests(SynchronousTestCase):
         ]:
             error = self.assertRaises(ProtobufError, codec.dumps, value)
             self.assertEqual(str(error), message)
+
+    def test_enums(self) -> None:
+        """
+        Subclasses of C{int} and C{str} (an C{IntEnum}, a C{StrEnum}), which
+        JSON writes as their values, encode as those values; a C{bool} is
+        not a number, as in npm's encoder.
+        """
+        class Level(IntEnum):
+            HIGH = 300
+
+        class Kind(StrEnum):
+            SWORD = "sword"
+
+        value = {"u32": Level.HIGH, "s32": Level.HIGH, "d": Level.HIGH, "s": Kind.SWORD, "ru": [Level.HIGH]}
+        plain = {"u32": 300, "s32": 300, "d": 300, "s": "sword", "ru": [300]}
+        self.assertEqual(self.all.dumps(value), self.all.dumps(plain))
+        for key in ("u32", "s32", "d"):
+            error = self.assertRaises(ProtobufError, self.all.dumps, {key: True})
+            self.assertIn(f"field {key!r} is not a", str(error))
 
     def test_tooDeep(self) -> None:
         """

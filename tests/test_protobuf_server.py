@@ -1,7 +1,9 @@
 """
 Protobuf bodies on a running cluster (L{gamenet.testing.MemoryCluster}): the
 handshake's C{protos}, requests decoded and answers and pushes encoded on the
-frontend, for local and forwarded routes alike, and bodies that do not decode.
+frontend, for local and forwarded routes alike, and bodies that do not decode;
+and bodies that do not decode sent over real sockets, by both transports,
+while another client is served (L{ProtobufSocketTests}).
 """
 
 from __future__ import annotations
@@ -9,15 +11,17 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from twisted.internet.defer import Deferred
+from twisted.internet import reactor
+from twisted.internet.defer import Deferred, gatherResults
 from twisted.logger import globalLogPublisher
 from twisted.python.filepath import FilePath
-from twisted.trial.unittest import SynchronousTestCase
+from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from gamenet import GamenetError, Handler, handler
+from gamenet.client import Client
 from gamenet.protocol import message, package
 from gamenet.protocol.protobuf import Protos, ProtobufError
-from gamenet.testing import MemoryCluster, backend, cluster_config, frontend
+from gamenet.testing import MemoryCluster, backend, client_port, cluster_config, frontend, start_server
 
 ECHO = {"required string text": 1, "repeated sInt32 n": 2}
 CLIENT_PROTOS = {
@@ -31,6 +35,7 @@ SERVER_PROTOS = {
     "chat.room.send": {"required uInt32 code": 1, "optional string message": 2},
     "onChat": {"required string msg": 1, "required string from": 2, "required string target": 3},
 }
+MISFIT = {"msg": 1, "from": "x", "target": "*"}  # msg is not a string
 
 
 class Game(Handler):
@@ -44,7 +49,11 @@ class Game(Handler):
         return {"text": 3}
 
     def pushmisfit(self, msg, session):
-        session.send("onChat", {"msg": 1, "from": "x", "target": "*"})
+        session.send("onChat", MISFIT)
+        return {}
+
+    async def login(self, msg, session):
+        await session.bind(msg["uid"])
         return {}
 
 
@@ -61,6 +70,49 @@ class Room(Handler):
     def quiet(self, msg, session):
         Room.received.append(msg)
 
+    async def sendmisfit(self, msg, session):
+        try:
+            await session.send("onChat", MISFIT)
+        except GamenetError as e:
+            return {"failed": [e.code, e.message]}
+        return {"failed": None}
+
+    async def channelmisfit(self, msg, session):
+        channel = self.app.channels.get_channel("room", True)
+        channel.add(session.uid, session.frontend_id)
+        return {"missing": await channel.push_message("onChat", MISFIT)}
+
+
+# Bodies of connector.game.echo that do not decode, and the reason each is answered with.
+BAD_BODIES = [
+    (bytes.fromhex("0802"), "connector.game.echo: field 'text': wire type 0, expected 2"),
+    (bytes.fromhex("0a0568"), "connector.game.echo: field 'text': length past the end"),
+    (bytes.fromhex("2001"), "connector.game.echo: unknown field number 4"),
+    (bytes.fromhex("0a01681080"), "connector.game.echo: truncated varint"),
+    (b'{"text":"json"}', "connector.game.echo: unknown field number 15"),
+]
+
+
+def protos_dir(case: SynchronousTestCase) -> str:
+    """
+    A directory with L{CLIENT_PROTOS} and L{SERVER_PROTOS}.
+    """
+    path = FilePath(case.mktemp())
+    path.makedirs()
+    path.child("clientProtos.json").setContent(json.dumps(CLIENT_PROTOS).encode())
+    path.child("serverProtos.json").setContent(json.dumps(SERVER_PROTOS).encode())
+    return path.path
+
+
+def collect(case: SynchronousTestCase) -> list[dict[str, Any]]:
+    """
+    Every log event from now to the end of the test.
+    """
+    events: list[dict[str, Any]] = []
+    globalLogPublisher.addObserver(events.append)
+    case.addCleanup(globalLogPublisher.removeObserver, events.append)
+    return events
+
 
 class ProtobufServerTests(SynchronousTestCase):
     """
@@ -68,10 +120,7 @@ class ProtobufServerTests(SynchronousTestCase):
     """
 
     def setUp(self) -> None:
-        path = FilePath(self.mktemp())
-        path.makedirs()
-        path.child("clientProtos.json").setContent(json.dumps(CLIENT_PROTOS).encode())
-        path.child("serverProtos.json").setContent(json.dumps(SERVER_PROTOS).encode())
+        path = FilePath(protos_dir(self))
         self.protos = Protos.build(CLIENT_PROTOS, SERVER_PROTOS)
         Room.received = []
         self.cluster = MemoryCluster(
@@ -164,7 +213,7 @@ class ProtobufServerTests(SynchronousTestCase):
         An answer that does not fit its schema is a 500, logged, and goes out
         in JSON as the schema cannot carry it.
         """
-        logged = self.collect()
+        logged = collect(self)
         self.assertEqual(self.request("connector.game.misfit", {}), {"code": 500, "message": "internal server error"})
         self.assertEqual(self.bodies()[-1].body, b'{"code":500,"message":"internal server error"}')
         self.assertEqual(len([e for e in logged if "does not fit its schema" in e.get("log_format", "")]), 1)
@@ -179,6 +228,36 @@ class ProtobufServerTests(SynchronousTestCase):
         self.assertEqual([m.type for m in self.bodies()], [message.RESPONSE])
         self.assertEqual(len(self.flushLoggedErrors(ProtobufError)), 1)
 
+    def test_backendPushMisfits(self) -> None:
+        """
+        A backend's push that does not fit its schema fails where it was
+        sent: C{session.send}'s Deferred fails with the reason (code 500);
+        the frontend logs one line and nothing reaches the client.
+        """
+        logged = collect(self)
+        self.assertEqual(self.request("chat.room.sendmisfit", {}),
+                         {"failed": [500, "onChat: field 'msg' is not a string"]})
+        self.assertEqual([m.type for m in self.bodies()], [message.RESPONSE])
+        self.assertEqual([e["reason"] for e in logged if "does not fit its schema" in e.get("log_format", "")],
+                         ["onChat: field 'msg' is not a string"])
+        self.assertEqual([e for e in logged if "log_failure" in e], [])
+
+    def test_channelPushMisfits(self) -> None:
+        """
+        A channel push that does not fit its schema reaches no member: the
+        push names them as not reached, the frontend logs one line and the
+        backend one warning with the reason; no traceback.
+        """
+        self.request("connector.game.login", {"uid": "ann"})
+        logged = collect(self)
+        self.assertEqual(self.request("chat.room.channelmisfit", {}), {"missing": ["ann"]})
+        self.assertEqual([m.type for m in self.bodies()], [message.RESPONSE, message.RESPONSE])
+        self.assertEqual([e["reason"] for e in logged if "does not fit its schema" in e.get("log_format", "")],
+                         ["onChat: field 'msg' is not a string"])
+        warnings = [e for e in logged if e.get("log_format", "").startswith("push {route} to")]
+        self.assertEqual([str(e["error"]) for e in warnings], ["onChat: field 'msg' is not a string"])
+        self.assertEqual([e for e in logged if "log_failure" in e], [])
+
     def test_jsonRoute(self) -> None:
         """
         A route without a schema stays JSON both ways.
@@ -186,24 +265,13 @@ class ProtobufServerTests(SynchronousTestCase):
         self.assertEqual(self.request("connector.game.plain", {"a": 1}), {"got": {"a": 1}})
         self.assertEqual(self.bodies()[-1].body, b'{"got":{"a":1}}')
 
-    def collect(self) -> list[dict[str, Any]]:
-        events: list[dict[str, Any]] = []
-        globalLogPublisher.addObserver(events.append)
-        self.addCleanup(globalLogPublisher.removeObserver, events.append)
-        return events
-
     def test_badBodies(self) -> None:
         """
         A request body that does not decode under its schema is answered 400
         with the reason and logged once; the connection goes on serving.
         """
-        for body, reason in [
-            (bytes.fromhex("0802"), "connector.game.echo: field 'text': wire type 0, expected 2"),
-            (bytes.fromhex("0a0568"), "connector.game.echo: field 'text': length past the end"),
-            (bytes.fromhex("2001"), "connector.game.echo: unknown field number 4"),
-            (bytes.fromhex("0a01681080"), "connector.game.echo: truncated varint"),
-        ]:
-            logged = self.collect()
+        for body, reason in BAD_BODIES:
+            logged = collect(self)
             self.client._pending.clear()
             answers: list[Any] = []
             self.client._pending[999] = d = Deferred()
@@ -222,7 +290,7 @@ class ProtobufServerTests(SynchronousTestCase):
         """
         A notify whose body does not decode is dropped and logged; the next one is served.
         """
-        logged = self.collect()
+        logged = collect(self)
         self.client.send_raw(package.encode(package.DATA, message.encode(message.NOTIFY, 0, "chat.room.quiet",
                                                                          b"\x08\x01")))
         self.cluster.flush()
@@ -230,3 +298,47 @@ class ProtobufServerTests(SynchronousTestCase):
         self.client.notify("chat.room.quiet", {"content": "ok"})
         self.cluster.flush()
         self.assertEqual(Room.received, [{"content": "ok"}])
+
+
+class ProtobufSocketTests(TestCase):
+    """
+    A frontend with C{protos_dir} on a real client port (the hybrid
+    connector), and clients of L{gamenet.client} over TCP and WebSocket.
+    """
+
+    timeout = 60
+
+    async def setUp(self) -> None:
+        cluster = cluster_config(frontend("connector-1", "connector", protos_dir=protos_dir(self)))
+        self.app = await start_server(cluster, "connector-1", [handler(Game, "connector", name="game")])
+        self.addCleanup(self.app.stopService)
+
+    async def connect(self, transport: str) -> Client:
+        client = await Client.connect(reactor, "127.0.0.1", client_port(self.app), transport, heartbeat=False)
+        self.addCleanup(client.close)
+        return client
+
+    async def test_badBodies(self) -> None:
+        """
+        Over each transport, every body that does not decode (a JSON body
+        among them, as a client unaware of the schemas sends) is answered
+        400 with its reason and logged once, while another client's
+        requests, sent between them, are answered; the sender stays
+        connected and is served next.
+        """
+        for transport in ("tcp", "websocket"):
+            sender, other = await self.connect(transport), await self.connect(transport)
+            self.assertIsNotNone(sender.protos)
+            logged = collect(self)
+            answers = []
+            for n, (body, _) in enumerate(BAD_BODIES):
+                answers.append(sender.request("connector.game.echo", body))
+                answers.append(other.request("connector.game.echo", {"text": f"other {n}", "n": [-n]}))
+            got = await gatherResults(answers)
+            self.assertEqual(got[0::2], [{"code": 400, "message": reason} for _, reason in BAD_BODIES], transport)
+            self.assertEqual(got[1::2], [{"text": f"other {n}", "n": [-n]} for n in range(len(BAD_BODIES))])
+            self.assertEqual([e["reason"] for e in logged if "does not decode" in e.get("log_format", "")],
+                             [reason for _, reason in BAD_BODIES])
+            self.assertEqual(await sender.request("connector.game.echo", {"text": "still here"}),
+                             {"text": "still here"})
+            self.assertIsNone(sender.kick_reason)

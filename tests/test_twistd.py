@@ -229,6 +229,29 @@ class BadStartTests(TwistdTestCase):
             f"{path} [server:gate-1] node_port: port 70000 is outside 1-65535",
         )
 
+    def test_badProtobufConfig(self) -> None:
+        """
+        A schema that does not compile and a dictionary that is not an array
+        of routes are each one line naming the file, the section and the key.
+        """
+        os.makedirs(os.path.join(self.directory, "protos"))
+        schemas = os.path.join(self.directory, "protos", "serverProtos.json")
+        with open(schemas, "w", encoding="utf-8") as f:
+            f.write('{"onChat": {"required Thing a": 1}}')
+        dictionary = os.path.join(self.directory, "dictionary.json")
+        with open(dictionary, "w", encoding="utf-8") as f:
+            f.write('{"onChat": 1}')
+        path = self.write(
+            "[cluster]\nname = t\nsecret = s\ndictionary = dictionary.json\n[frontend]\nprotos_dir = protos\n"
+            "[server:gate-1]\ntype = gate\nhost = 127.0.0.1\nnode_port = 4010\nfrontend = true\nclient_port = 3014\n"
+        )
+        code, out = self.run_twistd("--config", path)
+        self.assertRefused(
+            code, out,
+            f"{path} [frontend] protos_dir: {schemas}: onChat: field 'a' has unknown type 'Thing'",
+            f"{path} [cluster] dictionary: {dictionary} is not a JSON array of routes",
+        )
+
     def test_missingConfig(self) -> None:
         """
         A cluster file that does not exist is named.

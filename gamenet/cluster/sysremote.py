@@ -9,13 +9,17 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Callable
 
 from twisted.internet.defer import Deferred, succeed
+from twisted.logger import Logger
 
 from ..errors import GamenetError
+from ..protocol.errors import ProtobufError
 from ..session import Session, SessionService
 from ..session.resume import ResumeRefused
 
 if TYPE_CHECKING:
     from ..channel import ChannelService
+
+log = Logger()
 
 
 class SysRemote:
@@ -54,8 +58,9 @@ class SysRemote:
         """
         Run one sys call.
 
-        @raise GamenetError: an unknown call or wrong arguments (code 400), or
-            a session that is gone (code 404).
+        @raise GamenetError: an unknown call or wrong arguments (code 400), a
+            session that is gone (code 404), or a push whose message does not
+            fit its route's protobuf schema (code 500, logged here once).
         """
         function = self._calls.get(name)
         if function is None and self.sessions.unique is not None:
@@ -66,6 +71,9 @@ class SysRemote:
             return function(*args)
         except TypeError as e:
             raise GamenetError(f"sys call {name}: {e}", 400) from None
+        except ProtobufError as e:
+            log.warn("sys call {name}: the push does not fit its schema: {reason}", name=name, reason=str(e))
+            raise GamenetError(str(e), 500) from None
 
     def _session(self, session_id: int) -> Session:
         session = self.sessions.get(session_id)

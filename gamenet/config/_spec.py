@@ -10,7 +10,7 @@ from typing import Any, Mapping
 
 import attrs
 
-from ._load import _claim_ports, _Reader, _server
+from ._load import _claim_ports, _Reader, _same_schemas, _server
 from ._model import ClusterConfig, ConfigError, FrontendOptions, HttpOptions, ServerConfig
 
 
@@ -46,7 +46,9 @@ def server_from_spec(spec: Any, cluster: ClusterConfig) -> ServerConfig:
     A server from a spec (a decoded JSON object in the shape L{server_spec}
     gives), checked with the parsers of the cluster file's keys. Frontend
     options not in the spec take their built-in defaults (not the file's
-    C{[frontend]} section); paths are relative to the cluster file.
+    C{[frontend]} section); paths are relative to the cluster file. A
+    frontend's C{protos_dir} must give its routes the server schemas the
+    cluster's other frontends give them.
 
     @raise ConfigError: its problems, one sentence each, prefixed
         C{server spec [server:<id>]}.
@@ -61,6 +63,8 @@ def server_from_spec(spec: Any, cluster: ClusterConfig) -> ServerConfig:
     raw = {str(key): _spec_text(value) for key, value in spec.items() if key != "id"}
     values, server = _server(reader, cluster.path, section, raw, {})
     _claim_ports(reader, section, values, {})
+    if server is not None and not reader.problems:
+        _same_schemas(reader, [*(other for other in cluster.servers if other.id != server.id), server])
     if reader.problems or server is None:
         raise ConfigError(reader.problems)
     return server

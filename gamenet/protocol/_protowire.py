@@ -81,6 +81,8 @@ def _varint(n: int) -> bytes:
 def _integer(value: Any, field: _Field) -> int:
     if type(value) is float and math.isfinite(value):
         return int(value)  # JavaScript's parseInt, for the numbers a value carries
+    if isinstance(value, int) and not isinstance(value, bool):
+        return int(value)  # an IntEnum, say, which JSON writes as its number
     raise ProtobufError(f"field {field.name!r} is not a number")
 
 
@@ -106,7 +108,7 @@ def _write_bool(out: bytearray, field: _Field, value: Any) -> None:
 
 
 def _write_string(out: bytearray, field: _Field, value: Any) -> None:
-    if type(value) is not str:
+    if type(value) is not str and not isinstance(value, str):  # a StrEnum is one
         raise ProtobufError(f"field {field.name!r} is not a string")
     try:
         raw = value.encode("utf-8")
@@ -119,7 +121,7 @@ def _write_string(out: bytearray, field: _Field, value: Any) -> None:
 
 def _number(field: _Field, value: Any) -> float:
     try:
-        number = float(value) if type(value) in (int, float) else math.nan
+        number = float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else math.nan
     except OverflowError:
         number = math.nan
     if not math.isfinite(number):
