@@ -95,7 +95,7 @@ class Application(PomeloApplication, ServerCalls, HookCalls, MultiService):
         self.setName(server_id)
         self.env = env or cluster.env
         self.hooks = HookRegistry()
-        self.dispatcher = Dispatcher(server_id, self.hooks)
+        self.dispatcher = Dispatcher(server_id, self.hooks, reactor)
         self.components: list[Bound] = []
         self._registrations = list(registrations)
         self._settings: dict[str, Any] = {}

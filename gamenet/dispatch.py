@@ -4,7 +4,8 @@ Dispatch inside one server: route lookup, filters and hooks, the handler, the re
 A route with no hooks takes a fast path: decode, call, encode, write, with no
 Deferred unless the handler returns one. Every failure becomes an error
 response with a code (see L{gamenet.errors}), is logged with the route,
-session id and server id, and leaves the connection usable.
+session id and server id (up to a L{LogQuota}: a flood of them is counted,
+not written line by line), and leaves the connection usable.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from ._quota import LogQuota
 from ._settle import settle
 from .errors import BadRequest, GamenetError, RouteNotFound
 from .hooks import HookRegistry, RouteHooks
@@ -123,9 +125,17 @@ class Dispatcher:
         (see L{gamenet.metrics}); C{None} counts nothing.
     """
 
-    def __init__(self, server_id: str, hooks: HookRegistry) -> None:
+    def __init__(self, server_id: str, hooks: HookRegistry, clock: Any = None) -> None:
+        """
+        @param clock: the time for the quotas of logged error answers and
+            failures (L{LogQuota}); the global reactor when C{None}.
+        """
+        if clock is None:
+            from twisted.internet import reactor as clock
         self.server_id = server_id
         self.hooks = hooks
+        self._answers_logged = LogQuota(clock)
+        self._failures_logged = LogQuota(clock)
         self.handlers: dict[str, Callable[..., Any]] = {}
         self.fallback: Callable[[str], Callable[..., Any] | None] | None = None
         self._plans: dict[str, _Plan] = {}
@@ -238,18 +248,28 @@ class Dispatcher:
         when the request ends here) the request too.
         """
         if isinstance(error, GamenetError):
-            log.info(
-                "{route} answered {code} ({message}) to session {session_id} on {server_id}",
-                route=route, code=error.code, message=error.message,
-                session_id=session.id, server_id=self.server_id,
-            )
+            held = self._answers_logged.take()
+            if held:
+                log.info("{count} more error answers on {server_id} were not logged", count=held,
+                         server_id=self.server_id)
+            if held is not None:
+                log.info(
+                    "{route} answered {code} ({message}) to session {session_id} on {server_id}",
+                    route=route, code=error.code, message=error.message,
+                    session_id=session.id, server_id=self.server_id,
+                )
             answer = error
         else:
-            log.failure(
-                "{route} failed for session {session_id} on {server_id}",
-                failure or Failure(error),
-                route=route, session_id=session.id, server_id=self.server_id,
-            )
+            held = self._failures_logged.take()
+            if held:
+                log.critical("{count} more failures of handlers or hooks on {server_id} were not logged",
+                             count=held, server_id=self.server_id)
+            if held is not None:
+                log.failure(
+                    "{route} failed for session {session_id} on {server_id}",
+                    failure or Failure(error),
+                    route=route, session_id=session.id, server_id=self.server_id,
+                )
             answer = GamenetError()
         if id:
             responder.respond(id, None, answer)

@@ -6,8 +6,13 @@ around a handler, and how failures become error responses.
 from __future__ import annotations
 
 from twisted.internet.defer import Deferred
+from twisted.internet.task import Clock
+from twisted.logger import Logger, formatEvent
 from twisted.trial.unittest import SynchronousTestCase
 
+from gamenet._quota import LogQuota
+
+from gamenet import dispatch
 from gamenet.dispatch import Dispatcher
 from gamenet.errors import GamenetError, Refused
 from gamenet.hooks import EVENTS, HookRegistry
@@ -39,7 +44,8 @@ class DispatchTests(SynchronousTestCase):
 
     def setUp(self):
         self.hooks = HookRegistry()
-        self.dispatcher = Dispatcher("connector-1", self.hooks)
+        self.clock = Clock()
+        self.dispatcher = Dispatcher("connector-1", self.hooks, self.clock)
         self.responder = Responder()
         self.session = FakeSession()
 
@@ -163,6 +169,73 @@ class DispatchTests(SynchronousTestCase):
         self.assertEqual(self.responder.answers[-1], (501, "chat.h.m499"))
         self.assertEqual(set(self.dispatcher._plans), {"chat.h.m"})
         self.assertEqual(set(self.hooks._cache), {"chat.h.m"})
+
+    def logged(self):
+        """
+        The texts of the events the dispatcher logs from now on, in a list.
+        """
+        events = []
+        self.patch(dispatch, "log", Logger(observer=lambda event: events.append(formatEvent(event))))
+        return events
+
+    def test_errorAnswersLoggedUpToQuota(self):
+        """
+        A flood of error answers (a client making up routes) is logged up to
+        the quota's burst in a window; every request is still answered, and
+        the count of lines held back is said with the first line of the
+        next window.
+        """
+        events = self.logged()
+        burst = self.dispatcher._answers_logged.burst
+        for n in range(burst + 50):
+            self.dispatch(f"x.y.z{n}", {}, id=n + 1)
+        self.assertEqual(len(self.responder.answers), burst + 50)
+        self.assertEqual(self.responder.answers[-1][1]["code"], 404)
+        answered = [e for e in events if "answered 404" in e]
+        self.assertEqual(len(answered), burst)
+        self.clock.advance(self.dispatcher._answers_logged.period)
+        self.dispatch("x.y.last", {}, id=999)
+        self.assertIn("50 more error answers on connector-1 were not logged", events)
+        self.assertIn("x.y.last answered 404 (no handler for x.y.last) to session 7 on connector-1", events)
+
+    def test_failuresLoggedUpToQuota(self):
+        """
+        A handler failing on every call logs its traceback up to the
+        quota's burst in a window; every call is answered 500.
+        """
+        def boom(msg, session):
+            raise KeyError("secret")
+
+        self.dispatcher.add("a.b.c", boom)
+        burst = self.dispatcher._failures_logged.burst
+        for n in range(burst + 5):
+            self.dispatch("a.b.c", {}, id=n + 1)
+        self.assertEqual({answer["code"] for _, answer in self.responder.answers}, {500})
+        self.assertEqual(len(self.responder.answers), burst + 5)
+        self.assertEqual(len(self.flushLoggedErrors(KeyError)), burst)
+
+
+class LogQuotaTests(SynchronousTestCase):
+    """
+    L{LogQuota}: at most C{burst} lines a window, the rest counted.
+    """
+
+    def test_window(self):
+        """
+        Within a window the first C{burst} lines go, the rest are held; the
+        first line of the next window carries how many were held.
+        """
+        clock = Clock()
+        quota = LogQuota(clock, burst=3, period=10.0)
+        self.assertEqual([quota.take() for _ in range(5)], [0, 0, 0, None, None])
+        clock.advance(9.9)
+        self.assertIsNone(quota.take())
+        clock.advance(0.1)
+        self.assertEqual([quota.take() for _ in range(4)], [3, 0, 0, None])
+        clock.advance(100)
+        self.assertEqual(quota.take(), 1)
+        clock.advance(100)
+        self.assertEqual(quota.take(), 0)
 
 
 async def _raise(error):
