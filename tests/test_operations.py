@@ -109,7 +109,7 @@ class OperationsTestCase(ClusterTestCase):
         if self.admin_tls:
             write_certificate(self.certificate, os.path.join(directory, "admin.key"))
             tls = "admin_tls_cert = admin.pem\nadmin_tls_key = admin.key\n"
-        self.master.write(cluster_text(self.ports, admin_extra=tls))
+        self.master.write(cluster_text(self.ports, admin_extra=tls + self.cluster_extra()))
         url = f"{'https' if self.admin_tls else 'http'}://127.0.0.1:{self.ports['admin']}"
         self.api = Api(http_client(reactor, self.certificate), Master(url, TOKEN), reactor)
         self.master.start(STOP_TIMEOUT)
@@ -120,6 +120,12 @@ class OperationsTestCase(ClusterTestCase):
             for chat in CHATS:
                 await self.eventually(lambda: self.chat_in(connector, room_on(chat, "probe")), START_TIMEOUT,
                                       f"a chat message through {connector} to {chat}")
+
+    def cluster_extra(self) -> str:
+        """
+        More lines of the C{[cluster]} section, for subclasses.
+        """
+        return ""
 
     # The command line
 
