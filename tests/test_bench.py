@@ -18,16 +18,17 @@ from twisted.trial.unittest import TestCase
 REPO = Path(__file__).resolve().parent.parent
 
 
-async def run_script(test: TestCase, name: str, *args: object) -> tuple[int, dict, str]:
+async def run_script(test: TestCase, name: str, *args: object, json_out: bool = True) -> tuple[int, dict, str]:
     """
-    Run C{bench/NAME.py ARGS --json FILE}; returns its exit status, the JSON
-    it wrote, and its output (stdout and stderr, for failure messages).
+    Run C{bench/NAME.py ARGS --json FILE} (without C{--json} unless
+    C{json_out}); returns its exit status, the JSON it wrote, and its output
+    (stdout and stderr, for failure messages).
     """
     out = Path(test.mktemp()).resolve()
     env = {key: value for key, value in os.environ.items() if key not in ("GAMENET_SECRET", "GAMENET_MASTER_PID")}
     stdout, stderr, code = await utils.getProcessOutputAndValue(
-        sys.executable, [str(REPO / "bench" / f"{name}.py"), *map(str, args), "--json", str(out)], env=env,
-        path=str(REPO), reactor=reactor,
+        sys.executable, [str(REPO / "bench" / f"{name}.py"), *map(str, args), *(["--json", str(out)] * json_out)],
+        env=env, path=str(REPO), reactor=reactor,
     )
     text = (stdout + stderr).decode(errors="replace")
     document = json.loads(out.read_text()) if out.exists() else {}
@@ -182,6 +183,17 @@ class BenchScriptTests(TestCase):
             self.assertEqual((document["messages"], document["sockets"]), (20, bool(mode)))
             self.assertGreater(document["python_calls_per_message"], 0)
             self.assertIn("servers' Python calls per message", text)
+
+    async def test_echopath(self):
+        """
+        The TCP echo path's driver runs gamenet's connector and the bare
+        echo in its own process, every answer checked.
+        """
+        for server in ("gamenet", "bare"):
+            code, _, text = await run_script(self, "echopath", "--server", server, "--per-read", 3, "--reads", 20,
+                                             "--warmup", 5, json_out=False)
+            self.assertEqual(code, 0, text)
+            self.assertIn(f"{server}: 60 requests in 20 reads of 3, every answer checked", text)
 
 
 class SuiteTests(TestCase):

@@ -472,6 +472,22 @@ class WorkingTests(ConnectionTestsMixin, SynchronousTestCase):
         self.assertEqual(json.loads(response.body), {"a": "é"})
         self.assertEqual(self.frontend.metrics["requests"], 1)
 
+    def test_requestsCountedPerRead(self):
+        """
+        The frontend counts every request and notify of a read, those before
+        a bad message in it too, and none twice over later reads.
+        """
+        self.open()
+        self.feed(data(message.REQUEST, 1, "connector.game.echo", {}), data(message.NOTIFY, 0, "connector.game.note"),
+                  data(message.REQUEST, 2, "connector.game.echo", {}))
+        self.assertEqual(self.frontend.metrics["requests"], 3)
+        self.feed(data(message.REQUEST, 3, "connector.game.echo", {}))
+        self.assertEqual(self.frontend.metrics["requests"], 4)
+        self.feed(data(message.NOTIFY, 0, "connector.game.note"),
+                  package.encode(package.DATA, message.encode(message.RESPONSE, 4, body=b"{}")))
+        self.assertKicked("clients may not send a response")
+        self.assertEqual(self.frontend.metrics["requests"], 5)
+
     def test_compressedRoute(self):
         """
         A request whose route is a dictionary code reaches its handler.

@@ -628,6 +628,41 @@ class MessageEncodeTests(SynchronousTestCase):
                 message.encode(message.RESPONSE, id, body=b"body"),
             )
 
+    def test_responsePackage(self):
+        """
+        L{message.response_package} gives the bytes of a whole DATA package
+        holding L{message.encode_response}'s response, for ids of one, two
+        and more bytes, with and without the error bit, and refuses what
+        they refuse with the same L{ValueError}.
+        """
+        for id in (0, 1, 127, 128, 300, 16383, 16384, 2**20, 2**35 - 1):
+            for body in (b"", b"{}", b"x" * 300):
+                for error in (False, True):
+                    self.assertEqual(message.response_package(id, body, error),
+                                     package.encode(package.DATA, message.encode_response(id, body, error)))
+        for id in (-1, 2**35):
+            expected = self.assertRaises(ValueError, message.encode_response, id, b"{}")
+            self.assertEqual(str(self.assertRaises(ValueError, message.response_package, id, b"{}")), str(expected))
+        # The largest body each id length leaves room for, and one byte more.
+        for id, room in ((5, package.MAX_BODY - 2), (300, package.MAX_BODY - 3), (20000, package.MAX_BODY - 4)):
+            self.assertEqual(len(message.response_package(id, b"x" * room)), package.HEAD_SIZE + package.MAX_BODY)
+            error = self.assertRaises(ValueError, message.response_package, id, b"x" * (room + 1))
+            self.assertEqual(str(error), f"package body of {package.MAX_BODY + 1} bytes exceeds {package.MAX_BODY}")
+
+    def test_requestsByCodeDecode(self):
+        """
+        Requests by route code, the clients' common message, decode to their
+        id, route and body on both sides of the one- and two-byte id limits,
+        with empty bodies too.
+        """
+        routes = {1: "a.b.c", 0x0102: "d.e.f"}
+        for id in (0, 1, 127, 128, 300, 16383, 16384, 2**20):
+            for code, route in routes.items():
+                for body in (b"", b"{}"):
+                    encoded = message.encode(message.REQUEST, id, route, body, route_code=code)
+                    self.assertEqual(message.decode(encoded, routes),
+                                     Message(message.REQUEST, id, route, body, True, False))
+
     def test_typeName(self):
         """
         Message types have readable names; unknown ones show their number.
@@ -704,6 +739,14 @@ class MessageDecodeRejectionTests(SynchronousTestCase):
         """
         self.assertRejected(h("03 00 09"), "unknown route code 9", {1: "a"})
         self.assertRejected(h("07 01 00") + b"{}", "unknown route code 256", {1: "a"})
+
+    def test_unknownRouteCodeAnyId(self):
+        """
+        An unknown route code is rejected after ids of one, two and three bytes.
+        """
+        for id in (5, 300, 20000):
+            self.assertRejected(message.encode(message.REQUEST, id, body=b"{}", route_code=9), "unknown route code 9",
+                                {1: "a.b.c"})
 
     def test_badMessageType(self):
         """

@@ -1,16 +1,16 @@
 """
 One client connection, whatever carries it: the state machine behind every connector.
 
-States: C{HANDSHAKE} (waiting for the client's handshake), C{VALIDATING} (the
-application's handshake validators are deciding, then the session to resume
-is fetched when the client presents a resume token), C{WAIT_ACK} (answer sent,
-waiting for the ack), C{WORKING}, C{CLOSED}. The transport-specific part
-is a L{Link}: raw TCP or a WebSocket, with or without TLS.
+States (L{State}): C{HANDSHAKE} (waiting for the client's handshake),
+C{VALIDATING} (the application's handshake validators are deciding, then the
+session to resume is fetched when the client presents a resume token),
+C{WAIT_ACK} (answer sent, waiting for the ack), C{WORKING}, C{CLOSED}; the
+handshake phase is L{gamenet.connector.handshaking}. The transport-specific
+part is a L{Link}: raw TCP or a WebSocket, with or without TLS.
 """
 
 from __future__ import annotations
 
-import enum
 from typing import TYPE_CHECKING, Any, Protocol
 
 from twisted.internet.defer import Deferred, succeed
@@ -18,30 +18,18 @@ from twisted.logger import Logger
 from zope.interface import implementer
 from twisted.internet.interfaces import IPushProducer
 
-from .._settle import settle
 from ..dispatch import UNREAD
 from ..errors import BadRequest, GamenetError
-from ..protocol import handshake, message, package, serializer
+from ..protocol import message, package, serializer
 from ..protocol.errors import ProtocolError
 from ..protocol.protobuf import Codec, ProtobufError, Protos
+from .handshaking import Handshaking, State
 
 if TYPE_CHECKING:
     from ..session import Session
     from .frontend import Frontend
 
 log = Logger()
-
-
-class State(enum.IntEnum):
-    """
-    Where a connection is in its life.
-    """
-
-    HANDSHAKE = 0
-    VALIDATING = 1
-    WAIT_ACK = 2
-    WORKING = 3
-    CLOSED = 4
 
 
 # The states the data path compares with, as module constants: reading a
@@ -94,7 +82,7 @@ KICK_REASONS = frozenset({
 
 
 @implementer(IPushProducer)
-class Connection:
+class Connection(Handshaking):
     """
     A client connection speaking the Pomelo protocol.
 
@@ -112,8 +100,8 @@ class Connection:
     __slots__ = (
         "frontend", "link", "state", "session", "pitaya", "decoder", "opened_tick",
         "last_tick", "_window", "_count", "_paused", "_queue", "_queued", "_close_reason",
-        "_closed", "_abort_call", "in_flight", "answer_codecs", "opened_at", "received", "sent", "resumable",
-        "__weakref__",
+        "_closed", "_abort_call", "in_flight", "answer_codecs", "opened_at", "received", "_counted", "sent",
+        "resumable", "__weakref__",
     )
 
     def __init__(self, frontend: Frontend, link: Link) -> None:
@@ -136,6 +124,7 @@ class Connection:
         self.answer_codecs: dict[int, Codec] = {}
         self.opened_at = frontend.clock.seconds()
         self.received = self.sent = 0
+        self._counted = 0  # the requests of received already in the frontend's count
         self.resumable = False
         frontend.opened(self)
 
@@ -164,13 +153,22 @@ class Connection:
         """
         if self._close_reason or self.state is _CLOSED:
             return
-        self.last_tick = tick = self.frontend.tick
+        frontend = self.frontend
+        self.last_tick = tick = frontend.tick
         error = None
         try:
             packages = self.decoder.feed(data)
         except ProtocolError as e:
             packages, error = e.packages, e
-        self._handle(packages, tick)
+        try:
+            self._handle(packages, tick)
+        finally:
+            # The frontend's count of requests and notifies goes up once per
+            # read: an item of its Counter costs more than a request's other
+            # bookkeeping together.
+            if self.received != self._counted:
+                frontend.metrics["requests"] += self.received - self._counted
+                self._counted = self.received
         if error is not None and not self._close_reason:
             self._protocol_error(str(error))
 
@@ -191,7 +189,7 @@ class Connection:
                     log.warn("{peer} exceeded {limit} messages per second", peer=self.link.peer, limit=limit)
                     self.kick("rate limit exceeded")
                     return
-                if package_type == package.DATA:
+                if package_type == _DATA:
                     self._on_data(body)
                 elif package_type == package.HEARTBEAT:
                     if frontend.options.heartbeat:
@@ -211,88 +209,6 @@ class Connection:
             elif package_type != package.HEARTBEAT:
                 self._protocol_error(f"unexpected {package.type_name(package_type)} package during the handshake")
 
-    def _on_handshake(self, body: bytes) -> None:
-        try:
-            request = handshake.parse_request(body)
-        except ProtocolError as e:
-            self._refuse(handshake.CODE_USE_ERROR, str(e))
-            return
-        validators = self.frontend.handshake_validators
-        if not validators:
-            self._accept(request, None)
-            return
-        self.state = State.VALIDATING
-        d = Deferred.fromCoroutine(self._validate(request, validators))
-        d.addErrback(lambda f: log.failure("handshake validation crashed", f))
-
-    async def _validate(self, request: handshake.HandshakeRequest, validators: list[Any]) -> None:
-        user = None
-        try:
-            for validator in validators:
-                result = await settle(validator(request))
-                if result is not None:
-                    user = result
-        except GamenetError as e:
-            self._refuse(e.code, e.message)
-            return
-        except Exception:
-            log.failure("handshake validator failed for {peer}", peer=self.link.peer)
-            self._refuse(handshake.CODE_USE_ERROR, "handshake failed")
-            return
-        if self.state is not _CLOSED and not self._close_reason:
-            self._accept(request, user)
-
-    def _accept(self, request: handshake.HandshakeRequest, user: Any) -> None:
-        resumer = self.frontend.sessions.resumer
-        wanted = resumer.wanted(request.user) if resumer is not None else None
-        self.resumable = wanted is not None
-        if isinstance(wanted, str):
-            # The session comes back (see gamenet.session.suspend), or the handshake is refused.
-            self.state = State.VALIDATING
-            resumer.resume(wanted).addCallbacks(  # type: ignore[union-attr]
-                self._resumed, self._resume_refused, callbackArgs=(request, user))
-            return
-        self._answer(request, user)
-
-    def _resumed(self, session: Session, request: handshake.HandshakeRequest, user: Any) -> None:
-        if self.state is _CLOSED or self._close_reason:
-            self.frontend.sessions.closed(session, "connection lost")
-            return
-        self.session = session
-        answer = {"resumed": True, "uid": session.uid, "token": session.resume_token}
-        self._answer(request, {**user, **answer} if isinstance(user, dict) else answer)
-
-    def _resume_refused(self, failure: Any) -> None:
-        error = failure.value
-        if not isinstance(error, GamenetError):
-            log.failure("resume failed for {peer}", failure, peer=self.link.peer)
-            error = GamenetError("resume failed", 410)
-        self._refuse(error.code, error.message)
-
-    def _answer(self, request: handshake.HandshakeRequest, user: Any) -> None:
-        self.pitaya = request.pitaya
-        self.state = State.WAIT_ACK
-        self.write(package.encode(package.HANDSHAKE, self.frontend.responder.accept(request, user)))
-
-    def _refuse(self, code: int, reason: str) -> None:
-        if self.closing:
-            return
-        self.frontend.metrics["handshakes_refused"] += 1
-        log.info("handshake from {peer} refused ({code}): {reason}", peer=self.link.peer, code=code, reason=reason)
-        self.write(package.encode(package.HANDSHAKE, handshake.refuse(code, reason)))
-        self.close(f"handshake refused: {reason}")
-
-    def _on_ack(self) -> None:
-        self.state = State.WORKING
-        sessions = self.frontend.sessions
-        if self.session is None:
-            self.session = sessions.create(self, self.link.peer, self.link.transport_name)
-            self.session.resumable = self.resumable
-        elif sessions.resumer is not None:
-            sessions.resumer.attach(self.session, self)
-        if self.frontend.options.heartbeat:
-            self.write(package.HEARTBEAT_PACKAGE)
-
     def _on_data(self, body: bytes) -> None:
         frontend = self.frontend
         try:
@@ -303,8 +219,7 @@ class Connection:
         if msg.type > message.NOTIFY:
             self._protocol_error(f"clients may not send a {message.type_name(msg.type)}")
             return
-        frontend.metrics["requests"] += 1
-        self.received += 1
+        self.received += 1  # and so the frontend's count of requests (see data_received)
         if msg.type == message.REQUEST:
             self.in_flight += 1
         if frontend.protos is None:
@@ -394,9 +309,9 @@ class Connection:
         if error is not None:
             self.frontend.metrics["error_responses"] += 1
             body = serializer.dumps(error.body(self.pitaya))
-            self.write(package.encode(package.DATA, message.encode_response(id, body, self.pitaya)))
+            self.write(message.response_package(id, body, self.pitaya))
             return
-        self.write(package.encode(package.DATA, message.encode_response(id, body)))
+        self.write(message.response_package(id, body))
 
     def _respond_protobuf(self, id: int, value: Any, error: GamenetError | None, codec: Codec) -> None:
         """
@@ -410,7 +325,7 @@ class Connection:
                 log.warn("the answer to request {id} does not fit its schema: {reason}", id=id, reason=str(e))
                 error = GamenetError()
             else:
-                self.write(package.encode(package.DATA, message.encode_response(id, body)))
+                self.write(message.response_package(id, body))
                 return
         self.frontend.metrics["error_responses"] += 1
         answer = error.body(self.pitaya)
@@ -418,7 +333,7 @@ class Connection:
             body = codec.dumps(answer)
         except ProtobufError:
             body = serializer.dumps(answer)
-        self.write(package.encode(package.DATA, message.encode_response(id, body, self.pitaya)))
+        self.write(message.response_package(id, body, self.pitaya))
 
     def push(self, route: str, msg: Any) -> bool:
         """
