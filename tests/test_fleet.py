@@ -946,6 +946,15 @@ class ClientTests(FleetTestCase):
         self.assertEqual(self.result(self.fleet.kick(server="connector-1", session=7)), 1)
         self.assertEqual(self.calls("kick"), [("connector-1", {"session": 7, "reason": "kicked by admin"})])
 
+    def test_kickNoSession(self):
+        """
+        A session the frontend does not have is a 404 naming it (a uid that
+        is online nowhere is not an error: 0 kicked).
+        """
+        self.master.answers["kick"] = lambda server_id, **kw: {"kicked": 0}
+        self.assertError(404, "no session 7 on connector-1", self.fleet.kick, server="connector-1", session=7)
+        self.assertEqual(self.result(self.fleet.kick(uid="nobody")), 0)
+
     def test_kickBad(self):
         """
         An unknown server is a 404, one that is not up a 409; a uid and a

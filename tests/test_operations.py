@@ -495,6 +495,8 @@ class CommandTests(OperationsTestCase):
         self.assertEqual(await self.succeeds("kick", "--server", "connector-2", "--session", str(session["id"])),
                          "kicked 1 session\n")
         self.assertEqual(await bob.closed.addTimeout(10, reactor), "kicked by admin")
+        code, _, err = await self.gamenet("kick", "--server", "connector-2", "--session", str(session["id"]))
+        self.assertEqual((code, err), (1, f"gamenet: no session {session['id']} on connector-2\n"))
         code, _, err = await self.gamenet("sessions", "chat-1")
         self.assertEqual((code, err), (1, "gamenet: server chat-1 is not a frontend: it has no client sessions\n"))
 

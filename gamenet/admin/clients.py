@@ -90,9 +90,9 @@ class Clients:
         """
         Kick a uid's sessions on every frontend, or one session of one frontend.
 
-        @return: how many sessions were kicked.
+        @return: how many sessions were kicked (of a uid, 0 when it is online nowhere).
         @raise GamenetError: 400, not one target, or a backend; 404, no such
-            server; 409, the server is not up.
+            server, or no such session on it; 409, the server is not up.
         """
         if (uid is None) == (server is None or session is None):
             raise GamenetError('give either "uid", or "server" and "session"', 400)
@@ -101,7 +101,10 @@ class Clients:
         assert server is not None
         self._frontend_up(server)
         result = await self.master.control(server, "kick", session=session, reason=reason)
-        return int(stats.mapping(result).get("kicked", 0))
+        kicked = int(stats.mapping(result).get("kicked", 0))
+        if not kicked:
+            raise GamenetError(f"no session {session} on {server}", 404)
+        return kicked
 
     async def broadcast(self, route: str, msg: Any) -> int:
         """
