@@ -109,7 +109,7 @@ class SameBytesTests(SynchronousTestCase):
         Key order, tuples, non-string keys (written as text by C{json}),
         subclasses of dict and int, and C{None}.
         """
-        for value in ({"b": 1, "a": [1, (2, 3)], "c": None}, {1: "x", 2.5: "y", None: "z", True: 1},
+        for value in ({"b": 1, "a": [1, (2, 3)], "c": None}, {1: "x", 2.5: "y", None: "z", False: 1},
                       OrderedDict(b=1, a=2), [Level.HIGH, {"level": Level.HIGH}], {}, [], "", [[[]]]):
             self.assertSame(value)
 
