@@ -16,7 +16,7 @@ from klein import Klein
 from twisted.python.failure import Failure
 from twisted.web.resource import IResource
 
-from ..cluster.control import ADMIN_KICK
+from ..cluster.control import ADMIN_KICK, SESSIONS_LISTED
 from ..errors import GamenetError
 from ._resource import answer, failed, guarded, read_json
 from .interfaces import IFleet
@@ -24,7 +24,6 @@ from .interfaces import IFleet
 DASHBOARD = os.path.join(os.path.dirname(os.path.abspath(__file__)), "dashboard")
 
 DEFAULT_HISTORY = 300.0
-DEFAULT_SESSIONS = 100
 MAX_SESSIONS = 1000
 _SELECTION = ("servers", "type", "all")
 
@@ -154,7 +153,7 @@ class AdminApi:
     async def sessions(self, request: Any, server_id: str) -> bytes:
         text = _query(request, "limit")
         try:
-            limit = DEFAULT_SESSIONS if text is None else int(text)
+            limit = SESSIONS_LISTED if text is None else int(text)
         except ValueError:
             limit = 0
         if not 1 <= limit <= MAX_SESSIONS:

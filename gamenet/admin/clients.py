@@ -11,7 +11,7 @@ from typing import Any, Callable, Mapping
 from twisted.internet.defer import DeferredList
 from twisted.python.failure import Failure
 
-from ..cluster.control import ADMIN_KICK
+from ..cluster.control import ADMIN_KICK, SESSIONS_LISTED
 from ..errors import GamenetError
 from . import stats
 from .interfaces import IMaster
@@ -69,7 +69,7 @@ class Clients:
                 self._call_failed(result, server_id, name)
         return total
 
-    async def sessions(self, server_id: str, uid: str | None = None, limit: int = 100) -> Record:
+    async def sessions(self, server_id: str, uid: str | None = None, limit: int = SESSIONS_LISTED) -> Record:
         """
         The sessions of one frontend (of C{uid} only, when given), the first
         C{limit} by id.

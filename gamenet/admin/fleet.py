@@ -32,7 +32,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from ..cluster.control import ADMIN_KICK
+from ..cluster.control import ADMIN_KICK, SESSIONS_LISTED
 from ..cluster.master import local_hosts
 from ..config import ServerConfig
 from ..errors import GamenetError
@@ -390,7 +390,7 @@ class Fleet:
 
     # Clients (see L{Clients})
 
-    async def sessions(self, server_id: str, uid: str | None = None, limit: int = 100) -> Record:
+    async def sessions(self, server_id: str, uid: str | None = None, limit: int = SESSIONS_LISTED) -> Record:
         """
         The sessions of one frontend (L{Clients.sessions}).
         """

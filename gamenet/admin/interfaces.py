@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from zope.interface import Attribute, Interface
 
-from ..cluster.control import ADMIN_KICK
+from ..cluster.control import ADMIN_KICK, SESSIONS_LISTED
 
 
 class ISupervisor(Interface):
@@ -137,7 +137,7 @@ class IFleet(Interface):
         Remove a server.
         """
 
-    def sessions(server_id, uid=None, limit=100):
+    def sessions(server_id, uid=None, limit=SESSIONS_LISTED):
         """
         @return: an awaitable of C{{"server", "total", "sessions": [...]}}:
             one frontend's sessions, the first C{limit} by id.

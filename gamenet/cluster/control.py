@@ -30,6 +30,9 @@ log = Logger()
 
 ADMIN_KICK = "kicked by admin"
 
+SESSIONS_LISTED = 100
+"""How many sessions the C{sessions} call lists when not told (the first, by id)."""
+
 
 def process_usage() -> tuple[float, int]:
     """
@@ -170,7 +173,7 @@ class ControlRemote:
         await DeferredList([target.kick(reason) for target in targets])
         return {"kicked": len(targets)}
 
-    def sessions(self, uid: str | None = None, limit: int = 100) -> dict[str, Any]:
+    def sessions(self, uid: str | None = None, limit: int = SESSIONS_LISTED) -> dict[str, Any]:
         """
         This frontend's sessions (of C{uid} only, when given), the first
         C{limit} by id, so that an operator can kick one; a backend has none.

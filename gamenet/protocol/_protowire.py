@@ -108,7 +108,7 @@ def _write_bool(out: bytearray, field: _Field, value: Any) -> None:
 
 
 def _write_string(out: bytearray, field: _Field, value: Any) -> None:
-    if type(value) is not str and not isinstance(value, str):  # a StrEnum is one
+    if not isinstance(value, str):  # a StrEnum is one too
         raise ProtobufError(f"field {field.name!r} is not a string")
     try:
         raw = value.encode("utf-8")

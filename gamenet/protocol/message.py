@@ -31,6 +31,10 @@ MAX_ROUTE_LENGTH = 255
 
 _TYPE_NAMES = {REQUEST: "request", NOTIFY: "notify", RESPONSE: "response", PUSH: "push"}
 
+# The flag byte of a response, and of an error response (Pitaya's error bit).
+_RESPONSE_FLAG = RESPONSE << 1
+_ERROR_RESPONSE_FLAG = _RESPONSE_FLAG | ERROR
+
 
 @attrs.define(slots=True)
 class Message:
@@ -124,7 +128,7 @@ def encode_response(id: int, body: bytes, error: bool = False) -> bytes:
     Encode a response (the message alone: L{response_package} makes the
     whole package of an answer to a client).
     """
-    head = 0x24 if error else 0x04
+    head = _ERROR_RESPONSE_FLAG if error else _RESPONSE_FLAG
     if id < 0x80:
         return bytes((head, id)) + body
     return bytes((head,)) + encode_varint(id) + body
@@ -147,11 +151,12 @@ def response_package(id: int, body: bytes, error: bool = False) -> bytes:
     """
     size = len(body) + 2
     if 0 <= id < 0x80 and size <= MAX_BODY:
-        return _RESPONSE_HEAD(DATA, size >> 16, size & 0xFFFF, 0x24 if error else 0x04, id) + body
+        return _RESPONSE_HEAD(DATA, size >> 16, size & 0xFFFF, _ERROR_RESPONSE_FLAG if error else _RESPONSE_FLAG,
+                              id) + body
     if 0 <= id < 0x4000 and size < MAX_BODY:
         size += 1
-        return _RESPONSE_HEAD_2(DATA, size >> 16, size & 0xFFFF, 0x24 if error else 0x04, id & 0x7F | 0x80,
-                                id >> 7) + body
+        return _RESPONSE_HEAD_2(DATA, size >> 16, size & 0xFFFF, _ERROR_RESPONSE_FLAG if error else _RESPONSE_FLAG,
+                                id & 0x7F | 0x80, id >> 7) + body
     return encode_package(DATA, encode_response(id, body, error))
 
 

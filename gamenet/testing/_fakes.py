@@ -11,6 +11,7 @@ from twisted.internet.defer import Deferred, DeferredList, fail, succeed
 from zope.interface import implementer
 
 from ..admin.interfaces import IFleet, IMaster, ISupervisor
+from ..cluster.control import SESSIONS_LISTED
 from ..config import ClusterConfig, ServerConfig
 from ..errors import GamenetError
 
@@ -292,7 +293,7 @@ class FakeFleet:
         self._get(server_id)
         del self.records[server_id]
 
-    async def sessions(self, server_id: str, uid: str | None = None, limit: int = 100) -> dict[str, Any]:
+    async def sessions(self, server_id: str, uid: str | None = None, limit: int = SESSIONS_LISTED) -> dict[str, Any]:
         self._call("sessions", server_id=server_id, uid=uid, limit=limit)
         self._get(server_id)
         sessions = [{"id": 1, "uid": "bob", "address": "127.0.0.1", "transport": "tcp", "seconds": 5.0},
