@@ -198,6 +198,16 @@ _CATEGORIES = (
 )
 
 
+def callgrind_instrumentation(on: bool) -> None:
+    """
+    Turn callgrind's instrumentation of this process on or off (a script run
+    under C{valgrind --tool=callgrind --instr-atstart=no}, counting only what
+    it measures).
+    """
+    subprocess.run(["callgrind_control", "-i", "on" if on else "off", str(os.getpid())], check=True,
+                   capture_output=True)
+
+
 def stack_shares(path: Path) -> list[tuple[str, float]]:
     """
     The share of py-spy samples (collapsed stacks) in each of L{_CATEGORIES}, largest first.

@@ -56,6 +56,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from twisted.internet.defer import Deferred  # noqa: E402
 from twisted.internet.task import deferLater  # noqa: E402
@@ -66,6 +67,8 @@ from gamenet.plugins import discover  # noqa: E402
 from gamenet.testing import (  # noqa: E402
     MemoryCluster, backend, client_port, cluster_config, free_ports, frontend, start_server,
 )
+
+from _common import callgrind_instrumentation  # noqa: E402
 
 PLUGINS = ["examples.chat.plugins"]
 
@@ -258,14 +261,14 @@ def measuring(args: argparse.Namespace, counter: Counter) -> Callable[[], None]:
         assert tracer.stderr is not None
         tracer.stderr.readline()  # "strace: Process N attached": counting from here
     if args.callgrind:
-        subprocess.run(["callgrind_control", "-i", "on", pid], check=True, capture_output=True)
+        callgrind_instrumentation(True)
     else:
         sys.setprofile(counter)
 
     def stop() -> None:
         sys.setprofile(None)
         if args.callgrind:
-            subprocess.run(["callgrind_control", "-i", "off", pid], check=True, capture_output=True)
+            callgrind_instrumentation(False)
         if tracer is not None:
             tracer.send_signal(signal.SIGINT)
             tracer.wait(60)

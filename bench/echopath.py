@@ -37,9 +37,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import socket
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -54,6 +52,8 @@ from gamenet.connector.tcp import TCPFactory  # noqa: E402
 from gamenet.plugins import discover  # noqa: E402
 from gamenet.protocol import message, package, serializer  # noqa: E402
 from gamenet.testing import MemoryCluster, cluster_config, frontend  # noqa: E402
+
+from _common import callgrind_instrumentation  # noqa: E402
 
 ROUTE = "connector.echoHandler.echo"
 BODY = serializer.dumps({"text": "hello, world", "n": 42})
@@ -175,13 +175,13 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit("echopath.py: wrong answers in the warm-up")
     driver.received.clear()
     if args.callgrind:
-        subprocess.run(["callgrind_control", "-i", "on", str(os.getpid())], check=True, capture_output=True)
+        callgrind_instrumentation(True)
     start = time.process_time()
     for data, size in zip(sent, sizes):
         driver.exchange(data, size)
     cpu = time.process_time() - start
     if args.callgrind:
-        subprocess.run(["callgrind_control", "-i", "off", str(os.getpid())], check=True, capture_output=True)
+        callgrind_instrumentation(False)
     if driver.received != answers:
         raise SystemExit("echopath.py: wrong answers")
     requests = args.reads * args.per_read
