@@ -14,6 +14,7 @@ from twisted.logger import Logger
 from ._pomelo import RESERVED, PomeloApplication
 from ._settle import settle
 from .channel import MOVE_ROUTE, ChannelService
+from .channel_routing import FORGET_ROUTE
 from .cluster import BackendSessionService, ClusterNode
 from .cluster.recovery import Recovery
 from .cluster.registry import ServerCalls, ServerRegistry
@@ -116,6 +117,7 @@ class Application(PomeloApplication, ServerCalls, HookCalls, MultiService):
         self.channels = ChannelService(self)
         self.node = ClusterNode(self, node_connect, use_master)
         self.node.remotes[MOVE_ROUTE] = self.channels.move_member
+        self.node.remotes[FORGET_ROUTE] = self.channels.forget
         self.node.setServiceParent(self)
         self.unique_sessions = attach_unique(self)
         self.metrics = attach_metrics(self)

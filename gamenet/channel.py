@@ -16,13 +16,12 @@ from twisted.internet.defer import Deferred, succeed
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from .channel_routing import FollowsRouting
 from .cluster import wire
-from .errors import Unavailable
 
 if TYPE_CHECKING:
     from .app import Application
     from .cluster.backend import BackendSession
-    from .config import ServerConfig
 
 log = Logger()
 
@@ -38,6 +37,8 @@ class Channel:
     @ivar state: what a game keeps with the channel, C{None} unless it sets
         it: forgotten with the channel, and made again with it when a
         rebuild is given C{made} (see L{ChannelService.rebuild}).
+    @ivar changed: whether a member was added, or asked to leave, since
+        the channel was made (or rebuilt, see L{ChannelService.rebuild}).
     """
 
     def __init__(self, name: str, service: ChannelService) -> None:
@@ -46,6 +47,7 @@ class Channel:
         self._members: dict[str, str] = {}
         self.destroyed = False
         self.state: Any = None
+        self.changed = False
 
     def __repr__(self) -> str:
         return f"<Channel {self.name!r} with {len(self._members)} members>"
@@ -57,12 +59,15 @@ class Channel:
         if self.destroyed:
             return False
         self._members[uid] = frontend_id
+        self.changed = True
         return True
 
     def leave(self, uid: str, frontend_id: str | None = None) -> bool:
         """
         Remove a member (only if on C{frontend_id}, when given); whether it was one.
         """
+        # Even when it is not a member here: another copy may hold it.
+        self.changed = True
         current = self._members.get(uid)
         if current is None or (frontend_id is not None and current != frontend_id):
             return False
@@ -140,7 +145,7 @@ def _members(records: Iterable[Any]) -> list[tuple[str, str]]:
     return members
 
 
-class ChannelService:
+class ChannelService(FollowsRouting):
     """
     The channels of one server (Pomelo's ChannelService).
 
@@ -156,6 +161,8 @@ class ChannelService:
         self._channels: dict[str, Channel] = {}
         # Per name being rebuilt, the calls waiting for it (rebuild).
         self._rebuilding: dict[str, list[Deferred[Channel]]] = {}
+        # Names being rebuilt whose copy another server said may be stale (forget).
+        self._stale: set[str] = set()
         self._following = False
 
     def create_channel(self, name: str) -> Channel:
@@ -206,7 +213,8 @@ class ChannelService:
         channel serves the calls that waited for it and is then destroyed,
         so that no copy of it stays here: they get it in the turn it is
         made, and one that waits for something else before using it finds
-        it destroyed.
+        it destroyed; when one of them added or removed a member, the
+        server it routes to is told (L{forget}).
 
         @param made: called as C{made(channel, sessions)} once the channel
             is made from the sessions found, before any call waiting gets
@@ -232,6 +240,8 @@ class ChannelService:
     def _rebuilt(self, result: list[BackendSession] | Failure, name: str,
                  made: Callable[[Channel, list[BackendSession]], Any] | None) -> None:
         waiting = self._rebuilding.pop(name)
+        stale = name in self._stale
+        self._stale.discard(name)
         if not isinstance(result, Failure):
             result = self._made(name, result, made)
         if isinstance(result, Failure):
@@ -246,6 +256,8 @@ class ChannelService:
         for d in waiting:
             d.callback(channel)
         if self._following and not self._owns(name):
+            self._drop(name)
+        elif stale:
             self.destroy_channel(name)
 
     def _made(self, name: str, sessions: list[BackendSession],
@@ -260,67 +272,8 @@ class ChannelService:
             except Exception:
                 self.destroy_channel(name)
                 return Failure()
+        channel.changed = False
         return channel
-
-    def follow_routing(self) -> None:
-        """
-        From now on, keep only the channels whose name routes to this
-        server: the route function of this server's type, given a channel's
-        name as route parameter, must pick the server that holds that
-        channel (the chat example's C{by_room} does). Whenever which servers
-        are available may have changed (a node link to another server
-        became available or stopped being so, servers were added or
-        removed), every channel routing elsewhere is destroyed. Together with
-        L{rebuild}, a channel follows routing: the server it moves to
-        rebuilds it from the live sessions, the one it left drops its copy,
-        so that a stale copy never serves when the channel comes back.
-
-        A peer leaving routing while its link stays up (a peer that drains
-        before it stops) may change routing without any of these events,
-        which is safe: channels only move to this server then, none away
-        from it.
-        """
-        if self._following:
-            return
-        self._following = True
-        if self.app.running:
-            self._watch()
-        else:
-            self.app.on("start_server", lambda server_id: self._watch())
-
-    def _watch(self) -> None:
-        self.app.on("add_servers", lambda servers: self._sweep())
-        self.app.on("remove_servers", lambda server_ids: self._sweep())
-        # Appended after the node's own listener (added when it started), so
-        # the links of added servers exist when it runs.
-        self.app.registry.listeners.append(self._servers_changed)
-        self._watch_links()
-        # Calls may have come, and links changed, before the server said it started.
-        self._sweep()
-
-    def _servers_changed(self, added: list[ServerConfig], removed: list[ServerConfig]) -> None:
-        self._watch_links()
-        self._sweep()
-
-    def _watch_links(self) -> None:
-        for link in self.app.node.links.values():
-            if self._link_changed not in link.listeners:
-                link.listeners.append(self._link_changed)
-
-    def _link_changed(self, peer_id: str, available: bool) -> None:
-        self._sweep()
-
-    def _owns(self, name: str) -> bool:
-        try:
-            return self.app.node.pick(self.app.server_type, name).id == self.app.server_id
-        except Unavailable:
-            return False
-
-    def _sweep(self) -> None:
-        for name in [name for name in self._channels if not self._owns(name)]:
-            log.info("channel {name} now routes away from {server_id}: dropped", name=name,
-                     server_id=self.app.server_id)
-            self.destroy_channel(name)
 
     async def move_member(self, uid: str, from_id: str, to_id: str) -> int:
         """

@@ -509,6 +509,10 @@ class ChatProcessTests(TestCase):
         self.clients: dict[str, Client] = {}
         self.addCleanup(self.close_clients)
         await self.eventually(self.listening, "every port of the cluster")
+        # Settled first: each server sees every other one, so that the rooms
+        # are where the test expects them (see doc/channels.md for the
+        # moment when servers see the cluster differently).
+        await self.eventually(lambda: self.master.linked(SERVER_IDS), "every node link up")
 
     async def listening(self) -> bool:
         self.master.fail_if_exited()

@@ -45,6 +45,7 @@ class MemoryCluster:
         self._pumps: list[iosim.IOPump] = []
         self._owners: dict[iosim.IOPump, set[str]] = {}
         self.frozen: set[str] = set()
+        self._cut: set[tuple[str, str]] = set()
         self.apps: dict[str, Application] = {}
         for server in cluster.servers:
             self.apps[server.id] = self._make(server.id)
@@ -61,6 +62,8 @@ class MemoryCluster:
             target = self.apps.get(server.id)
             if target is None or not target.running:
                 return fail(ConnectionRefusedError(f"{server.id} is not running"))
+            if (local_id, server.id) in self._cut:
+                return fail(ConnectionRefusedError(f"{local_id}'s link to {server.id} is cut"))
             return succeed(self._pipe(factory, target.node.node_server.factory, {local_id, server.id}))
 
         return connect
@@ -123,9 +126,9 @@ class MemoryCluster:
         for _ in range(100):
             self.flush()
             waiting = [
-                link for app in self.apps.values() if app.running
+                link for server_id, app in self.apps.items() if app.running
                 for link in app.node.links.values()
-                if not link.up and self.apps[link.peer_id].running
+                if not link.up and self.apps[link.peer_id].running and (server_id, link.peer_id) not in self._cut
             ]
             if not waiting:
                 return
@@ -157,6 +160,28 @@ class MemoryCluster:
         """
         self.frozen.discard(server_id)
         self.flush()
+
+    def cut(self, local_id: str, peer_id: str) -> None:
+        """
+        Break server C{local_id}'s node link to C{peer_id}, and refuse its
+        attempts to link again until L{mend}: the two servers see the
+        cluster differently, as when one's link is still retrying. The
+        link from C{peer_id} to C{local_id} is left as it is.
+        """
+        self._cut.add((local_id, peer_id))
+        broker = getattr(self.apps[local_id].node.links[peer_id]._perspective, "broker", None)
+        for pump in self._pumps:
+            if pump.client is broker:
+                pump.serverIO.disconnecting = pump.clientIO.disconnecting = True
+        self.flush()
+
+    def mend(self, local_id: str, peer_id: str) -> None:
+        """
+        Let server C{local_id} link to C{peer_id} again (see L{cut}), and
+        settle.
+        """
+        self._cut.discard((local_id, peer_id))
+        self.settle()
 
     def kill(self, server_id: str) -> None:
         """
