@@ -410,8 +410,8 @@ class ActionTests(CliTestsMixin, SynchronousTestCase):
 
     def test_sessions(self) -> None:
         """
-        C{sessions ID} lists a frontend's sessions, the first C{--limit} (100
-        by default), of C{--uid} only if given; a table says when more are
+        C{sessions ID} lists a frontend's sessions, the first C{--limit}
+        (when given; else the server's default), of C{--uid} only if given; a table says when more are
         not shown, or that there is none; C{--json} prints the answer.
         """
         answer = {"server": "connector-1", "total": 3, "sessions": [
@@ -423,13 +423,13 @@ class ActionTests(CliTestsMixin, SynchronousTestCase):
             "7        bob*lobby  203.0.113.7  tcp            1m15s\n"
             "12       -          ::1          websocket         3s\n"
             "(2 of 3 sessions; --limit N for more)\n"), ""))
-        self.script("GET", "/api/servers/connector-1/sessions?uid=bob%2Alobby&limit=100",
+        self.script("GET", "/api/servers/connector-1/sessions?uid=bob%2Alobby",
                     {**answer, "total": 1, "sessions": answer["sessions"][:1]})
         code, out, _ = self.gamenet("sessions", "connector-1", "--uid", "bob*lobby", "--json")
         self.assertEqual((code, json.loads(out)["sessions"]), (0, answer["sessions"][:1]))
-        self.script("GET", "/api/servers/gate-1/sessions?limit=100", {"server": "gate-1", "total": 0, "sessions": []})
+        self.script("GET", "/api/servers/gate-1/sessions", {"server": "gate-1", "total": 0, "sessions": []})
         self.assertEqual(self.gamenet("sessions", "gate-1"), (0, "no session on gate-1\n", ""))
-        self.script("GET", "/api/servers/chat-1/sessions?limit=100",
+        self.script("GET", "/api/servers/chat-1/sessions",
                     {"error": "server chat-1 is not a frontend: it has no client sessions"}, 400)
         self.assertFails(self.gamenet("sessions", "chat-1"),
                          "gamenet: server chat-1 is not a frontend: it has no client sessions")

@@ -71,7 +71,7 @@ def parser() -> argparse.ArgumentParser:
     sessions = command("sessions", "The sessions of a frontend, to kick one.")
     sessions.add_argument("server", metavar="ID")
     sessions.add_argument("--uid", help="only the sessions of this user id")
-    sessions.add_argument("--limit", type=int, default=100, help="at most this many, by id (default: %(default)d)")
+    sessions.add_argument("--limit", type=int, help="at most this many, by id (default: the server's, 100)")
     for verb, text in (("stop", "Stop servers: they drain, then exit."), ("kill", "Kill servers (SIGKILL)."),
                        ("restart", "Restart servers: stop, then start again.")):
         selection = command(verb, text)
@@ -207,8 +207,9 @@ async def _status(api: Api, args: argparse.Namespace, body: Any) -> Any:
 
 
 async def _sessions(api: Api, args: argparse.Namespace, body: Any) -> Any:
-    query = urlencode({**({"uid": args.uid} if args.uid is not None else {}), "limit": args.limit})
-    return await api.call("GET", f"/api/servers/{quote(args.server, safe='')}/sessions?{query}")
+    given = {"uid": args.uid, "limit": args.limit}
+    query = urlencode({key: value for key, value in given.items() if value is not None})
+    return await api.call("GET", f"/api/servers/{quote(args.server, safe='')}/sessions{'?' if query else ''}{query}")
 
 
 async def _post(api: Api, args: argparse.Namespace, body: Any) -> Any:
