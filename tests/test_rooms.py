@@ -12,6 +12,7 @@ from __future__ import annotations
 import itertools
 import os
 import signal
+import time
 from typing import Any
 
 from twisted.internet import reactor
@@ -491,6 +492,17 @@ def room_of(server_id: str, prefix: str) -> str:
     return next(f"{prefix}{n}" for n in itertools.count() if dispatch(f"{prefix}{n}", CHATS) == server_id)
 
 
+def fail_resumed(master: MasterProcess, text: str) -> None:
+    """
+    Fail with C{master}'s log, the master resumed first (when a test holds
+    it with SIGSTOP, what its children logged meanwhile waits in their
+    pipes) and given two seconds to write those lines.
+    """
+    master.process.send_signal(signal.SIGCONT)
+    time.sleep(2)
+    master.fail(text)
+
+
 class ChatProcessTests(TestCase):
     """
     The chat example under its master, with rooms on both chat servers, when
@@ -519,7 +531,7 @@ class ChatProcessTests(TestCase):
         return all(accepts(port) for port in self.ports.values())
 
     async def eventually(self, attempt: Any, what: str) -> Any:
-        return await eventually(attempt, WAIT, what, self.master.fail, POLL)
+        return await eventually(attempt, WAIT, what, lambda text: fail_resumed(self.master, text), POLL)
 
     def close_clients(self) -> None:
         for client in self.clients.values():
