@@ -19,7 +19,7 @@ from gamenet import Handler, handler
 from gamenet.app import Application
 from gamenet.client import Client, ClientError
 from gamenet.connector import ListenError
-from gamenet.protocol import message, package, serializer
+from gamenet.protocol import message
 from gamenet.testing import MemoryCluster, cluster_config, frontend, free_ports, start_server
 
 from .test_config import ConfigTestCase
@@ -253,14 +253,7 @@ class MessageQueueSocketTests(LimitsBase, TestCase):
         bound; another client is served all along.
         """
         await self.serve(max_outbound_messages=16, max_outbound_queue=256 * 1024 * 1024)
-        offender = await self.raw()
-        await offender.open()
-        flood = serializer.dumps({"size": 512, "per_step": 64, "steps": 2000})
-        offender.send(package.encode(package.DATA, message.encode(message.REQUEST, 1, "connector.game.flood", flood)))
-        offender.pause()
-        await self.session_closed("slow consumer")
-        self.assertEqual(self.metrics["slow_consumers"], 1)
-        await self.assertServing()
+        await self.flooded_until_slow(512, 64)
 
 
 class CountTests(ConnectionTestsMixin, SynchronousTestCase):

@@ -276,6 +276,21 @@ class LimitsBase:
         self.assertEqual(await self.other.request("connector.game.echo", {"still": "here"}), {"still": "here"})
         self.assertFalse(self.other.closed.called)
 
+    async def flooded_until_slow(self, size: int, per_step: int) -> None:
+        """
+        A raw client asks C{connector.game.flood} for pushes of C{size}
+        bytes, C{per_step} a step, and reads none: its session is closed as
+        a slow consumer, counted, and C{self.other} is served all along.
+        """
+        offender = await self.raw()
+        await offender.open()
+        flood = serializer.dumps({"size": size, "per_step": per_step, "steps": 2000})
+        offender.send(package.encode(package.DATA, message.encode(message.REQUEST, 1, "connector.game.flood", flood)))
+        offender.pause()
+        await self.session_closed("slow consumer")
+        self.assertEqual(self.metrics["slow_consumers"], 1)
+        await self.assertServing()
+
     async def closed(self, client: Client) -> str:
         """
         Wait for C{client} to be closed, at most L{WAIT} seconds; its close reason.
@@ -407,14 +422,7 @@ class LimitsMixin(LimitsBase):
         await self.serve(max_outbound_queue=256 * 1024)
         received = []
         self.other.on("onFlood", received.append)
-        offender = await self.raw()
-        await offender.open()
-        flood = serializer.dumps({"size": 16384, "per_step": 4, "steps": 2000})
-        offender.send(package.encode(package.DATA, message.encode(message.REQUEST, 1, "connector.game.flood", flood)))
-        offender.pause()
-        await self.session_closed("slow consumer")
-        self.assertEqual(self.metrics["slow_consumers"], 1)
-        await self.assertServing()
+        await self.flooded_until_slow(16384, 4)
         self.assertEqual(received, [])
 
     async def test_fastConsumer(self):
