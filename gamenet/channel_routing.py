@@ -110,10 +110,16 @@ class FollowsRouting:
         self._sweep()
 
     def _owns(self: ChannelService, name: str) -> bool:
+        return self._owner(name) == self.app.server_id
+
+    def _owner(self: ChannelService, name: str) -> str | None:
+        """
+        The server channel C{name} routes to now; C{None} when none is available.
+        """
         try:
-            return self.app.node.pick(self.app.server_type, name).id == self.app.server_id
+            return self.app.node.pick(self.app.server_type, name).id
         except Unavailable:
-            return False
+            return None
 
     def _sweep(self: ChannelService) -> None:
         for name in [name for name in self._channels if not self._owns(name)]:
@@ -128,11 +134,8 @@ class FollowsRouting:
         """
         channel = self._channels.get(name)
         self.destroy_channel(name)
-        if channel is None or not channel.changed:
-            return
-        try:
-            owner = self.app.node.pick(self.app.server_type, name).id
-        except Unavailable:
+        owner = self._owner(name)
+        if channel is None or not channel.changed or owner is None:
             return
         self.app.node.call_remote(owner, FORGET_ROUTE, [name, self.app.server_id]).addErrback(
             lambda f: log.warn("{owner} was not told that channel {name} changed on {server_id}: {error}",
